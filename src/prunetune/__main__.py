@@ -1,0 +1,3 @@
+from prunetune.cli import main
+
+raise SystemExit(main())

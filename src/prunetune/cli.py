@@ -1,0 +1,55 @@
+"""The `prunetune` command line: argparse subcommands whose handlers live in `prunetune.commands`.
+
+Handlers only parse and delegate. A `UserError` anywhere becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from prunetune.errors import UserError
+
+# Each module in prunetune/commands/ exposes register(subparsers); its parser sets `handler`.
+COMMANDS = (
+    "ls", "inspect", "prune", "import_gguf", "recover", "eval", "score",
+    "plan", "validate", "run", "report", "reference", "demo",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="prunetune", description="Gradual structured pruning for reasoning LLMs.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"prunetune.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"prunetune.commands.{name}":
+                continue  # not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as e:
+        print(f"prunetune: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prunetune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

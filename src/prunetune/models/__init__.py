@@ -1,0 +1,24 @@
+"""Model families: adapter lookup by `config.model_type`, model shapes from configs, tiny test models."""
+
+from __future__ import annotations
+
+from prunetune.errors import UserError
+from prunetune.models import gemma2, llama, mistral, phi3, qwen2, qwen3
+from prunetune.models.base import FamilyAdapter, RowBlocks
+
+ADAPTERS: dict[str, FamilyAdapter] = {m.ADAPTER.model_type: m.ADAPTER for m in (llama, mistral, qwen2, qwen3, gemma2, phi3)}
+FAMILIES = tuple(ADAPTERS)
+
+
+def get_adapter(model_or_config) -> FamilyAdapter:
+    """The adapter for a model or config; an unsupported family is a UserError listing supported ones."""
+    config = getattr(model_or_config, "config", model_or_config)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in ADAPTERS:
+        raise UserError(
+            f"unsupported model family '{model_type}'; supported: {', '.join(FAMILIES)}"
+        )
+    return ADAPTERS[model_type]
+
+
+__all__ = ["ADAPTERS", "FAMILIES", "FamilyAdapter", "RowBlocks", "get_adapter"]

@@ -1,0 +1,87 @@
+"""The adapter: the one description of a decoder family's module and config names that the rest uses.
+
+Each family file fills a `FamilyAdapter` with plain data (attribute names, fused layouts, tiny test
+config); nothing outside `models/` names a projection or reads a family-specific config field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class RowBlocks:
+    """A Linear whose output rows are consecutive blocks, e.g. fused [gate; up] or [q; k; v].
+
+    `blocks` names each block in order: "mlp" (intermediate_size rows), "q" (heads * head_dim rows),
+    "k" / "v" (kv_heads * head_dim rows).
+    """
+
+    linear: nn.Linear
+    blocks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FamilyAdapter:
+    model_type: str
+    """`config.model_type` this adapter serves."""
+    mlp_in: tuple[tuple[str, tuple[str, ...]], ...] = (("gate_proj", ("mlp",)), ("up_proj", ("mlp",)))
+    """MLP input projections (attribute of `layer.mlp`) and their row blocks; gate first."""
+    mlp_out: str = "down_proj"
+    attn_in: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("q_proj", ("q",)),
+        ("k_proj", ("k",)),
+        ("v_proj", ("v",)),
+    )
+    attn_out: str = "o_proj"
+    attn_module_counts: tuple[str, ...] = ()
+    """Attributes on the attention module caching head counts that surgery must keep in sync."""
+    qkv_bias: str | bool = "attention_bias"
+    """Whether q/k/v carry biases: a constant, or the name of the config flag that says so."""
+    o_bias: str | bool = "attention_bias"
+    mlp_bias: str | bool = False
+    norms_per_layer: int = 2
+    """hidden_size-sized RMSNorms in each decoder layer (for parameter counts from a config)."""
+    qk_norm: bool = False
+    """Per-head_dim RMSNorm on queries and keys (Qwen3)."""
+    tiny_config: dict = field(default_factory=dict)
+    """Extra config fields for the family's tiny random test model."""
+
+    def flag(self, config, value: str | bool) -> bool:
+        return bool(getattr(config, value, False)) if isinstance(value, str) else bool(value)
+
+    # ---- modules -------------------------------------------------------------------------
+    def layers(self, model) -> nn.ModuleList:
+        return model.model.layers
+
+    def embed_tokens(self, model) -> nn.Embedding:
+        return model.model.embed_tokens
+
+    def mlp_in_blocks(self, layer) -> list[RowBlocks]:
+        return [RowBlocks(getattr(layer.mlp, name), blocks) for name, blocks in self.mlp_in]
+
+    def mlp_out_linear(self, layer) -> nn.Linear:
+        """Its input is act(gate) * up: one column per intermediate neuron."""
+        return getattr(layer.mlp, self.mlp_out)
+
+    def attn(self, layer) -> nn.Module:
+        return layer.self_attn
+
+    def attn_in_blocks(self, layer) -> list[RowBlocks]:
+        return [RowBlocks(getattr(layer.self_attn, name), blocks) for name, blocks in self.attn_in]
+
+    def attn_out_linear(self, layer) -> nn.Linear:
+        """Its input is the concatenated per-head attention outputs: head_dim columns per query head."""
+        return getattr(layer.self_attn, self.attn_out)
+
+    def set_attn_counts(self, layer, num_heads: int, num_kv_heads: int) -> None:
+        attn = self.attn(layer)
+        for name in self.attn_module_counts:
+            setattr(attn, name, num_kv_heads if "key_value" in name else num_heads)
+
+    def set_layer_index(self, layer, idx: int) -> None:
+        self.attn(layer).layer_idx = idx
+        if hasattr(layer, "layer_idx"):
+            layer.layer_idx = idx

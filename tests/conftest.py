@@ -1,0 +1,27 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "phi3")
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request):
+    return request.param
+
+
+def run_cli(*argv):
+    """Run the CLI in-process; returns (exit code, stdout+stderr captured by capsys in the caller)."""
+    from prunetune.cli import main
+
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as e:  # argparse errors
+        return e.code

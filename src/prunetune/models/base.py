@@ -56,8 +56,8 @@ class FamilyAdapter:
     def layers(self, model) -> nn.ModuleList:
         return model.model.layers
 
-    def embed_tokens(self, model) -> nn.Embedding:
-        return model.model.embed_tokens
+    def set_layers(self, model, layers: nn.ModuleList) -> None:
+        model.model.layers = layers
 
     def mlp_in_blocks(self, layer) -> list[RowBlocks]:
         return [RowBlocks(getattr(layer.mlp, name), blocks) for name, blocks in self.mlp_in]

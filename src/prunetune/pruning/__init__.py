@@ -1,0 +1,1 @@
+"""Pruning: decide what to remove (importance scores -> a PruningPlan), then surgery removes it."""

@@ -1,0 +1,117 @@
+"""KV-group importance: one score per key/value head together with the query heads that share it.
+
+Higher = more important. Query heads of group g are g * group_size .. (g + 1) * group_size - 1, and a
+query head's output occupies head_dim consecutive input columns of o_proj.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from prunetune.models import get_adapter
+from prunetune.models.shape import ModelShape
+from prunetune.pruning.importance.calibration import (
+    TokenMask,
+    forward,
+    model_device,
+    progress_bar,
+    scoring_pass,
+    taylor_pass,
+)
+
+
+def head_grams(o_weight: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
+    """G_h = W_h^T W_h ([heads, head_dim, head_dim], fp32) for each query head's o_proj column block W_h.
+
+    ||x_h W_h^T||^2 = x_h G_h x_h^T, so the per-head output norm costs head_dim^2 per token and head
+    instead of head_dim * hidden_size, and never materialises per-head outputs.
+    """
+    w = o_weight.detach().float().reshape(o_weight.shape[0], num_heads, head_dim)
+    return torch.einsum("ohd,ohe->hde", w, w)
+
+
+def score_activation(model, batches, *, progress: bool = True) -> torch.Tensor:
+    """Per query head, ||head output through o_proj|| averaged over real tokens; summed over each group."""
+    adapter = get_adapter(model)
+    shape = ModelShape.from_config(model.config)
+    heads, d = shape.num_attention_heads, shape.head_dim
+    device = model_device(model)
+    head_sum = torch.zeros(shape.num_hidden_layers, heads, device=device)
+    mask = TokenMask()
+    tokens = 0.0
+
+    def make_hook(idx: int, gram: torch.Tensor):
+        def hook(module, args):
+            x = args[0].reshape(-1, heads, d).float().transpose(0, 1)  # [heads, tokens, d]
+            sq = (torch.bmm(x, gram) * x).sum(dim=-1)  # [heads, tokens]
+            head_sum[idx] += mask.masked_sum(sq.clamp_min_(0).sqrt_().T)
+
+        return hook
+
+    with scoring_pass(model) as handles:
+        for idx, layer in enumerate(adapter.layers(model)):
+            o_proj = adapter.attn_out_linear(layer)
+            handles.append(
+                o_proj.register_forward_pre_hook(make_hook(idx, head_grams(o_proj.weight, heads, d)))
+            )
+        for batch in progress_bar(batches, "scoring KV groups (activation)", progress):
+            forward(model, batch, mask)
+            tokens += float(batch["attention_mask"].sum())
+    per_head = head_sum.cpu() / max(tokens, 1.0)
+    return per_head.reshape(shape.num_hidden_layers, shape.num_key_value_heads, shape.group_size).sum(dim=-1)
+
+
+def group_params(model) -> list[tuple[int, list[tuple[torch.Tensor, str, int, int]]]]:
+    """Per layer, (tensor, kind, first row, per-group size) for each piece holding per-group weights.
+
+    kind "rows": rows [first, first + groups * size) in consecutive per-group runs (q/k/v weights and
+    biases, fused or not); kind "cols": o_proj columns, group_size * head_dim per group.
+    """
+    adapter = get_adapter(model)
+    shape = ModelShape.from_config(model.config)
+    d, kv = shape.head_dim, shape.num_key_value_heads
+    rows_per_group = {"q": shape.group_size * d, "k": d, "v": d}
+    out = []
+    for idx, layer in enumerate(adapter.layers(model)):
+        pieces = []
+        for rb in adapter.attn_in_blocks(layer):
+            first = 0
+            for name in rb.blocks:
+                size = rows_per_group[name]
+                pieces.append((rb.linear.weight, "rows", first, size))
+                if rb.linear.bias is not None:
+                    pieces.append((rb.linear.bias, "rows", first, size))
+                first += kv * size
+        pieces.append((adapter.attn_out_linear(layer).weight, "cols", 0, shape.group_size * d))
+        out.append((idx, pieces))
+    return out
+
+
+def _per_group(t: torch.Tensor, kind: str, first: int, size: int, groups: int) -> torch.Tensor:
+    if kind == "cols":
+        return t.sum(dim=0).reshape(groups, size).sum(dim=1)
+    t = t[first : first + groups * size]
+    if t.dim() == 2:
+        t = t.sum(dim=1)
+    return t.reshape(groups, size).sum(dim=1)
+
+
+def score_taylor(model, batches, *, progress: bool = True) -> torch.Tensor:
+    """|sum of w * dL/dw| over a group's q/k/v rows (and biases) and o_proj columns, accumulated over batches."""
+    shape = ModelShape.from_config(model.config)
+    groups = shape.num_key_value_heads
+    layers = group_params(model)
+    acc = torch.zeros(len(layers), groups)
+    params = list({id(t): t for _, pieces in layers for t, *_ in pieces}.values())
+
+    def accumulate():
+        with torch.no_grad():
+            for idx, pieces in layers:
+                for t, kind, first, size in pieces:
+                    if t.grad is not None:
+                        acc[idx] += _per_group(
+                            t.detach().float() * t.grad.float(), kind, first, size, groups
+                        ).cpu()
+
+    taylor_pass(model, batches, params, accumulate, desc="scoring KV groups (taylor)", progress=progress)
+    return acc.abs()

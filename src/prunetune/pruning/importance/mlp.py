@@ -1,0 +1,248 @@
+"""MLP neuron importance: one score per intermediate neuron (gate/up row pair and down_proj column).
+
+Higher = more important. The forward-only scorers read act(gate) * up at the down_proj input and, for
+`ptl`, the gate and up outputs at each sample's last token; `taylor` backs the LM loss into the
+neuron's weights. All statistics are [num_layers, intermediate_size] fp32 accumulators.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from prunetune.models import get_adapter
+from prunetune.models.shape import ModelShape
+from prunetune.pruning.importance.calibration import (
+    TokenMask,
+    forward,
+    model_device,
+    progress_bar,
+    scoring_pass,
+    taylor_pass,
+)
+
+GATE, UP, DOWN = 0, 1, 2
+"""The three read-out points of the paper's criterion: gate output, up output, down_proj input."""
+
+
+def mlp_in_parts(adapter, layer, width: int) -> list[tuple[torch.nn.Linear, int, int]]:
+    """(linear, first row, point) for the gate block and the up block, in that order, fused or not."""
+    parts = []
+    for rb in adapter.mlp_in_blocks(layer):
+        for i, name in enumerate(rb.blocks):
+            assert name == "mlp", f"unexpected MLP row block {name!r}"
+            parts.append((rb.linear, i * width, len(parts)))
+    assert len(parts) == 2, "an MLP needs a gate block and an up block"
+    return parts
+
+
+def down_column_norms(model) -> torch.Tensor:
+    """||down_proj[:, j]|| per neuron: how much a unit of activation moves the residual stream."""
+    adapter = get_adapter(model)
+    return torch.stack(
+        [
+            adapter.mlp_out_linear(layer).weight.detach().float().norm(dim=0).cpu()
+            for layer in adapter.layers(model)
+        ]
+    )
+
+
+class MlpActivationStats:
+    """Forward hooks collecting, per layer, the masked sum of |act(gate) * up| over real tokens and, for
+    ptl, the per-sample bottom-N / top-N membership of last-token activations at the three points."""
+
+    def __init__(self, model, *, top_n: int | None = None):
+        self.adapter = get_adapter(model)
+        shape = ModelShape.from_config(model.config)
+        self.width, n_layers = shape.intermediate_size, shape.num_hidden_layers
+        self.mask = TokenMask()
+        device = model_device(model)  # accumulate where the activations are; one copy to CPU at the end
+        self.abs_sum = torch.zeros(n_layers, self.width, device=device)
+        self.tokens = 0.0
+        self.top_n = top_n
+        self.general = False
+        if top_n is not None:
+            self.candidate = torch.ones(3, n_layers, self.width, dtype=torch.bool, device=device)
+            self.protected = torch.ones(3, n_layers, self.width, dtype=torch.bool, device=device)
+            self.general_samples = 0
+
+    def register(self, model, handles: list) -> None:
+        for idx, layer in enumerate(self.adapter.layers(model)):
+            handles.append(self.adapter.mlp_out_linear(layer).register_forward_pre_hook(self._down_hook(idx)))
+            if self.top_n is not None:
+                for linear, row, point in mlp_in_parts(self.adapter, layer, self.width):
+                    handles.append(linear.register_forward_hook(self._in_hook(idx, row, point)))
+
+    def _down_hook(self, idx: int):
+        def hook(module, args):
+            flat = args[0].reshape(-1, self.width)
+            if not self.general:
+                self.abs_sum[idx] += self.mask.masked_sum(flat.abs())
+            if self.top_n is not None:
+                self._update_sets(idx, DOWN, flat[self.mask.last])
+
+        return hook
+
+    def _in_hook(self, idx: int, row: int, point: int):
+        def hook(module, args, output):
+            last = output.reshape(-1, output.shape[-1])[self.mask.last]
+            self._update_sets(idx, point, last[:, row : row + self.width])
+
+        return hook
+
+    def _update_sets(self, idx: int, point: int, values: torch.Tensor) -> None:
+        """Intersect this batch's per-sample bottom-N (reasoning) or top-N (general) sets into the running ones."""
+        values = values.float()
+        members = torch.zeros_like(values, dtype=torch.bool)
+        members.scatter_(1, values.topk(self.top_n, dim=1, largest=self.general).indices, True)
+        target = self.protected if self.general else self.candidate
+        target[point, idx] &= members.all(dim=0)
+
+    def run(self, model, batches: list[dict], *, general: bool, desc: str, progress: bool) -> None:
+        self.general = general
+        with scoring_pass(model) as handles:
+            self.register(model, handles)
+            for batch in progress_bar(batches, desc, progress):
+                forward(model, batch, self.mask)
+                if general:
+                    self.general_samples += batch["input_ids"].shape[0]
+                else:
+                    self.tokens += float(batch["attention_mask"].sum())
+
+    def activation_scores(self, model) -> torch.Tensor:
+        return self.abs_sum.cpu() / max(self.tokens, 1.0) * down_column_norms(model)
+
+
+def score_activation(model, batches, *, progress: bool = True) -> torch.Tensor:
+    """Mean |act(gate) * up| over real tokens times ||down_proj column||: the neuron's typical output size."""
+    stats = MlpActivationStats(model)
+    stats.run(model, batches, general=False, desc="scoring MLP (activation)", progress=progress)
+    return stats.activation_scores(model)
+
+
+def resolve_top_n(top_n: int | float, width: int) -> int:
+    """`ptl_top_n` as a count: a float in (0, 1] is a fraction of the width, an int a neuron count."""
+    if isinstance(top_n, float):
+        return max(1, min(width, round(top_n * width)))
+    return max(1, min(width, int(top_n)))
+
+
+def ptl_deletion_set(candidate: torch.Tensor, protected: torch.Tensor) -> torch.Tensor:
+    """The paper's deletion candidates per layer: union over the three points of (candidates - protected).
+
+    `candidate` / `protected`: [3, num_layers, width] bool. Returns [num_layers, width] bool.
+    """
+    return (candidate & ~protected).any(dim=0)
+
+
+def ptl_scores(deletable: torch.Tensor, fallback: torch.Tensor, order: str) -> torch.Tensor:
+    """Turn the deletion set into scores: every deletable neuron scores below every other one.
+
+    Deletable neurons are ordered among themselves by `fallback` ("rank") or by index, lowest index
+    first ("index", the reference code's `sorted(...)[:k]`); the rest keep `fallback` (>= 0), so asking
+    for more neurons than the set holds continues with the least active of the others.
+    """
+    assert order in ("rank", "index")
+    fallback = fallback.float().clamp_min(0)
+    scores = fallback.clone()
+    if order == "rank":
+        below = fallback - fallback.amax(dim=1, keepdim=True) - 1.0
+    else:
+        width = fallback.shape[1]
+        below = (torch.arange(width, dtype=torch.float32) - width).expand_as(fallback)
+    scores[deletable] = below[deletable]
+    return scores
+
+
+def score_ptl(
+    model,
+    batches,
+    *,
+    general_batches=None,
+    top_n: int | float = 0.85,
+    order: str = "rank",
+    progress: bool = True,
+) -> torch.Tensor:
+    """The paper's criterion (see docs: last-token signed activations, bottom-N on every reasoning sample
+    minus top-N on every general-text sample, union over gate / up / down input) as a score.
+
+    Each row of `batches` is one reasoning sample, each row of `general_batches` one general-text sample
+    (None: nothing is protected). The fallback and the "rank" order use the `activation` score
+    measured on the reasoning batches.
+    """
+    width = ModelShape.from_config(model.config).intermediate_size
+    stats = MlpActivationStats(model, top_n=resolve_top_n(top_n, width))
+    stats.run(model, batches, general=False, desc="scoring MLP (ptl, reasoning)", progress=progress)
+    if general_batches:
+        stats.run(model, general_batches, general=True, desc="scoring MLP (ptl, general)", progress=progress)
+    else:
+        stats.protected.zero_()
+    deletable = ptl_deletion_set(stats.candidate.cpu(), stats.protected.cpu())
+    return ptl_scores(deletable, stats.activation_scores(model), order)
+
+
+def neuron_params(model) -> list[tuple[int, list[tuple[torch.Tensor, str, int]]]]:
+    """Per layer, (tensor, kind, first row) for each piece holding per-neuron weights.
+
+    kind "rows": rows [first, first + width) are neurons (gate/up weights and biases);
+    kind "cols": columns are neurons (down_proj weight).
+    """
+    adapter = get_adapter(model)
+    width = ModelShape.from_config(model.config).intermediate_size
+    out = []
+    for idx, layer in enumerate(adapter.layers(model)):
+        pieces = []
+        for linear, row, _ in mlp_in_parts(adapter, layer, width):
+            pieces.append((linear.weight, "rows", row))
+            if linear.bias is not None:
+                pieces.append((linear.bias, "rows", row))
+        pieces.append((adapter.mlp_out_linear(layer).weight, "cols", 0))
+        out.append((idx, pieces))
+    return out
+
+
+def _per_neuron(t: torch.Tensor, kind: str, row: int, width: int) -> torch.Tensor:
+    """Sum a per-weight quantity `t` (same shape as the piece) into one value per neuron."""
+    if kind == "cols":
+        return t.sum(dim=0)
+    t = t[row : row + width]
+    return t.sum(dim=1) if t.dim() == 2 else t
+
+
+def score_magnitude(model) -> torch.Tensor:
+    """L2 norm of all the neuron's weights (gate and up rows, their biases, the down_proj column)."""
+    width = ModelShape.from_config(model.config).intermediate_size
+    layers = neuron_params(model)
+    sq = torch.zeros(len(layers), width)
+    with torch.no_grad():
+        for idx, pieces in layers:
+            for t, kind, row in pieces:
+                sq[idx] += _per_neuron(t.detach().float().square(), kind, row, width).cpu()
+    return sq.sqrt()
+
+
+def score_taylor(model, batches, *, progress: bool = True) -> torch.Tensor:
+    """|sum over the neuron's weights of w * dL/dw|: the first-order loss change from zeroing the neuron.
+
+    The signed sum is accumulated over batches (token-weighted) before the absolute value, i.e. the
+    first-order estimate for the whole calibration set.
+    """
+    width = ModelShape.from_config(model.config).intermediate_size
+    layers = neuron_params(model)
+    acc = torch.zeros(len(layers), width)
+    params = list({id(t): t for _, pieces in layers for t, _, _ in pieces}.values())
+
+    def accumulate():
+        with torch.no_grad():
+            for idx, pieces in layers:
+                for t, kind, row in pieces:
+                    if t.grad is not None:
+                        acc[idx] += _per_neuron(t.detach().float() * t.grad.float(), kind, row, width).cpu()
+
+    taylor_pass(model, batches, params, accumulate, desc="scoring MLP (taylor)", progress=progress)
+    return acc.abs()
+
+
+def score_random(model, *, seed: int = 0) -> torch.Tensor:
+    shape = ModelShape.from_config(model.config)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(shape.num_hidden_layers, shape.intermediate_size, generator=gen)

@@ -1,0 +1,121 @@
+"""Logit distillation: KL(teacher || student) on temperature-softened logits, optionally mixed with LM loss.
+
+The teacher (the model before this iteration's pruning, or the dense original) is frozen, in eval
+mode, and may be held in bf16. A Trainer subclass with `compute_loss` keeps everything else stock.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer
+
+from prunetune.checkpoint import parse_dtype
+from prunetune.errors import UserError
+from prunetune.recovery.data import IGNORE, PadCollator, pack_blocks, pair_examples, record_texts
+from prunetune.recovery.trainer import (
+    Context,
+    FiniteLossMixin,
+    RecoveryResult,
+    fit,
+    plan_steps,
+    training_args,
+)
+
+
+def distill_loss(student_logits, teacher_logits, labels, temperature: float, alpha: float):
+    """(loss, kl): mean per-token KL(teacher_T || student_T) * T^2, mixed (1 - alpha) : alpha with CE.
+
+    Positions are those that predict a label (labels shifted by one, -100 ignored). `kl` is reported
+    without the T^2 factor, as the KL between the softened distributions.
+    """
+    mask = labels[:, 1:] != IGNORE
+    s = student_logits[:, :-1][mask].float()
+    t = teacher_logits[:, :-1][mask].float()
+    kl = F.kl_div(
+        F.log_softmax(s / temperature, -1),
+        F.log_softmax(t / temperature, -1),
+        log_target=True,
+        reduction="batchmean",
+    )
+    loss = (1.0 - alpha) * kl * temperature**2
+    if alpha > 0:
+        loss = loss + alpha * F.cross_entropy(s, labels[:, 1:][mask])
+    return loss, kl.detach()
+
+
+class DistillTrainer(FiniteLossMixin, Trainer):
+    def __init__(self, *args, teacher, temperature: float, alpha: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher
+        self.temperature = temperature
+        self.alpha = alpha
+        self.loss_is_scaled_for_ga = False  # compute_loss returns a per-micro-batch mean
+        self._kl: list[torch.Tensor] = []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]
+        feed = {"input_ids": inputs["input_ids"], "attention_mask": inputs.get("attention_mask")}
+        outputs = model(**feed)
+        with torch.no_grad():
+            t_logits = self.teacher(**feed).logits
+        loss, kl = distill_loss(outputs.logits, t_logits, labels, self.temperature, self.alpha)
+        self._kl.append(kl)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs, start_time=None):
+        if self._kl and "loss" in logs:
+            logs["kl"] = torch.stack(self._kl).mean().item()
+            self._kl.clear()
+        super().log(logs, start_time)
+
+
+def prepare_teacher(teacher, student, dtype, device):
+    """Freeze the teacher (eval, no grad, optional dtype) after checking it shares the student's vocabulary."""
+    if teacher is None:
+        raise UserError("distill needs a teacher model (--teacher DIR)")
+    sv = student.get_output_embeddings().weight.shape[0]
+    tv = teacher.get_output_embeddings().weight.shape[0]
+    if sv != tv:
+        raise UserError(
+            f"teacher vocabulary size {tv} differs from the student's {sv}; distill needs the same tokenizer"
+        )
+    teacher.eval()
+    teacher.requires_grad_(False)
+    if dtype is not None:
+        teacher.to(parse_dtype(dtype))
+    return teacher.to(device)
+
+
+def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> RecoveryResult:
+    if cfg["format"] == "text":
+        examples = pack_blocks(
+            tokenizer, record_texts(records, cfg["text_field"], cfg["template"]), cfg["max_length"]
+        )
+    else:
+        examples = pair_examples(
+            tokenizer,
+            records,
+            prompt_field=cfg["prompt_field"],
+            completion_field=cfg["completion_field"],
+            messages_field=cfg["messages_field"],
+            max_length=cfg["max_length"],
+        )
+    args = training_args(cfg, ctx)
+    teacher = prepare_teacher(ctx.teacher, model, cfg["teacher_dtype"], args.device)
+    mean_len = sum(len(e["input_ids"]) for e in examples) / len(examples)
+    args.max_steps = plan_steps(cfg, args, len(examples), mean_len)
+    return fit(
+        DistillTrainer,
+        model,
+        tokenizer,
+        examples,
+        cfg,
+        ctx,
+        args,
+        extra_metrics=("kl",),
+        data_collator=PadCollator(tokenizer.pad_token_id),
+        teacher=teacher,
+        temperature=float(cfg["temperature"]),
+        alpha=float(cfg["alpha"]),
+    )

@@ -1,0 +1,75 @@
+"""GRPO: TRL's GRPOTrainer with plain callable rewards (a task's score, or any TRL-signature function).
+
+Defaults keep the paper's 8 samples per prompt and temperature 1.0 but short completions for a CPU.
+The optimizer state is carried like the other tuners' (our AdamW is passed to GRPOTrainer).
+With beta > 0 the reference model is a frozen in-memory copy of the policy at the start of this call:
+trl would otherwise reload it from `config._name_or_path`, i.e. the model before pruning.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+from prunetune.errors import UserError
+from prunetune.recovery.trainer import Context, FiniteLossMixin, RecoveryResult, fit, training_args
+
+
+def _trainer_cls():
+    from trl import GRPOTrainer
+
+    class GRPORecoveryTrainer(FiniteLossMixin, GRPOTrainer):
+        def __init__(self, *args, beta: float = 0.0, **kwargs):
+            super().__init__(*args, **kwargs)
+            if beta:
+                ref = copy.deepcopy(self.accelerator.unwrap_model(self.model)).eval().requires_grad_(False)
+                self.ref_model = self.accelerator.prepare_model(ref, evaluation_mode=True)
+                self.beta = beta
+
+    return GRPORecoveryTrainer
+
+
+def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> RecoveryResult:
+    import datasets
+    from trl import GRPOConfig
+
+    if not ctx.reward_funcs:
+        raise UserError("grpo needs reward functions (--task NAME, or reward_funcs=...)")
+    if "prompt" not in records[0]:
+        raise UserError(f"grpo data has no field 'prompt'; fields are: {', '.join(map(str, records[0]))}")
+    if cfg.get("lora") is not None:
+        raise UserError("lora is not supported with grpo")
+    n_gen = cfg["num_generations"]
+    args = training_args(
+        {**cfg, "gradient_checkpointing": False},
+        ctx,
+        args_cls=GRPOConfig,
+        num_generations=n_gen,
+        temperature=float(cfg["temperature"]),
+        top_p=float(cfg["top_p"]),
+        max_completion_length=cfg["max_completion_length"],
+        beta=0.0,  # see the module docstring: the reference copy is made by GRPORecoveryTrainer
+        num_iterations=cfg["num_iterations"],
+        loss_type=cfg["loss_type"],
+        scale_rewards=cfg["scale_rewards"],
+        log_completions=False,
+        include_num_input_tokens_seen="no",  # GRPOTrainer counts prompt + completion tokens itself
+    )
+    if cfg.get("max_steps"):
+        args.max_steps = cfg["max_steps"]
+    else:  # one pass: every prompt sampled num_generations times, num_iterations updates per batch
+        per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        args.max_steps = max(1, math.ceil(len(records) * n_gen * cfg["num_iterations"] / per_step))
+    funcs = ctx.reward_funcs if isinstance(ctx.reward_funcs, list | tuple) else [ctx.reward_funcs]
+    return fit(
+        _trainer_cls(),
+        model,
+        tokenizer,
+        datasets.Dataset.from_list(records),
+        cfg,
+        ctx,
+        args,
+        extra_metrics=("reward", "reward_std", "kl"),
+        reward_funcs=list(funcs),
+        beta=float(cfg["beta"]),
+    )

@@ -1,0 +1,199 @@
+"""What every tuner shares: TrainingArguments for CPU or GPU, our optimizer and schedule, metrics, NaN stop.
+
+Each tuner builds its data and picks a Trainer class; `fit()` does the rest, so cpt, sft and distill
+differ only in data and loss, and all of them run unchanged under torchrun / accelerate launch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback, TrainingArguments
+
+from prunetune.errors import UserError
+from prunetune.io import append_jsonl
+from prunetune.recovery import lora as lora_lib
+from prunetune.recovery.schedule import GlobalSchedule, export_optimizer_state, make_optimizer
+
+
+@dataclass
+class RecoveryResult:
+    model: torch.nn.Module
+    metrics: list[dict]
+    tokens_seen: int
+    steps: int
+    optimizer_state: dict | None
+    info: dict = field(default_factory=dict)  # e.g. skipped optimizer-state entries, world size
+
+
+@dataclass
+class Context:
+    """Everything `recover()` passes through to a tuner besides model, tokenizer, records and config."""
+
+    work_dir: Path
+    metrics_path: Path | None = None
+    optimizer_state: dict | None = None
+    schedule: GlobalSchedule | None = None
+    progress: bool = True
+    teacher: object = None
+    reward_funcs: object = None
+
+
+class FiniteLossMixin:
+    """Stops training with a UserError the moment a step's loss is NaN or infinite."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise UserError(
+                f"training diverged: loss is {loss.float().mean().item()} at step {self.state.global_step + 1} "
+                "(lower learning_rate); the input model was not saved over"
+            )
+        return loss
+
+
+class MetricsCallback(TrainerCallback):
+    """One dict per logging step (step, loss, tokens, wall_time, lr, + tuner extras); rank 0 appends JSONL."""
+
+    def __init__(self, metrics_path=None, extra_keys=(), max_tokens=None, step_offset=0):
+        self.metrics: list[dict] = []
+        self.path = metrics_path
+        self.extra = tuple(extra_keys)
+        self.max_tokens = max_tokens
+        self.offset = step_offset
+        self.t0 = time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.max_tokens is not None and state.num_input_tokens_seen >= self.max_tokens:
+            control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = logs or {}
+        if "loss" not in logs:  # the end-of-training summary has train_loss instead
+            return
+        rec = {
+            "step": state.global_step,
+            "loss": float(logs["loss"]),
+            "tokens": int(logs.get("num_input_tokens_seen", state.num_input_tokens_seen) or 0),
+            "wall_time": round(time.perf_counter() - self.t0, 3),
+            "lr": float(logs.get("learning_rate", 0.0)),
+        }
+        if self.offset:
+            rec["global_step"] = self.offset + state.global_step
+        for key in self.extra:
+            if logs.get(key) is not None:
+                rec[key] = float(logs[key])
+        self.metrics.append(rec)
+        if self.path is not None and state.is_world_process_zero:
+            append_jsonl(self.path, rec)
+
+
+def training_args(cfg: dict, ctx: Context, *, args_cls=TrainingArguments, **extra) -> TrainingArguments:
+    """TrainingArguments (or a TRL config) for this call: CPU-safe, no checkpoints, no reporting."""
+    cuda = torch.cuda.is_available()
+    if cfg.get("bf16") and not (cuda and torch.cuda.is_bf16_supported()):
+        raise UserError("config key 'bf16' needs a GPU with bf16 support; set bf16=false on CPU")
+    kwargs = dict(
+        output_dir=str(ctx.work_dir),
+        max_steps=1,  # set by fit() once the world size is known
+        per_device_train_batch_size=cfg["per_device_train_batch_size"],
+        gradient_accumulation_steps=cfg["gradient_accumulation_steps"],
+        learning_rate=cfg["learning_rate"],
+        weight_decay=cfg["weight_decay"],
+        max_grad_norm=cfg["max_grad_norm"],
+        seed=cfg["seed"],
+        data_seed=cfg["seed"],
+        logging_steps=cfg["logging_steps"],
+        logging_nan_inf_filter=False,
+        bf16=bool(cfg.get("bf16")),
+        fp16=False,
+        use_cpu=not cuda,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        dataloader_num_workers=0,
+        disable_tqdm=not ctx.progress,
+        activation_checkpointing=bool(cfg.get("gradient_checkpointing")),
+        ddp_find_unused_parameters=False,
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+    )
+    kwargs.update(extra)
+    return args_cls(**kwargs)
+
+
+def plan_steps(
+    cfg: dict, args, n_examples: int, tokens_per_example: float, examples_per_step: int | None = None
+) -> int:
+    """max_steps, or steps for max_tokens, or one pass over the data (the paper's one epoch per chunk)."""
+    per_step = (
+        examples_per_step
+        or args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    )
+    if cfg.get("max_steps"):
+        return cfg["max_steps"]
+    if cfg.get("max_tokens"):
+        return max(1, math.ceil(cfg["max_tokens"] / (per_step * max(1.0, tokens_per_example))))
+    return max(1, math.ceil(n_examples / per_step))
+
+
+def fit(
+    trainer_cls,
+    model,
+    tokenizer,
+    train_dataset,
+    cfg: dict,
+    ctx: Context,
+    args,
+    *,
+    extra_metrics=(),
+    **trainer_kwargs,
+) -> RecoveryResult:
+    """Train `model` in place (LoRA merged afterwards) with our AdamW + LambdaLR; returns the result."""
+    model.to(args.device)
+    use_lora = cfg.get("lora") is not None
+    train_model = lora_lib.wrap(model, cfg["lora"], cfg["seed"]) if use_lora else model
+    if cfg.get("gradient_checkpointing"):
+        train_model.config.use_cache = False
+    opt, skipped = make_optimizer(train_model, cfg, None if use_lora else ctx.optimizer_state)
+    schedule = ctx.schedule or GlobalSchedule(
+        args.max_steps, 0, cfg["warmup_ratio"], cfg["lr_scheduler_type"]
+    )
+    sched = schedule.lambda_lr(opt)
+    cb = MetricsCallback(
+        ctx.metrics_path, extra_metrics, cfg.get("max_tokens"), ctx.schedule.start_step if ctx.schedule else 0
+    )
+    trainer = trainer_cls(
+        model=train_model,
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        callbacks=[cb],
+        optimizers=(opt, sched),
+        **trainer_kwargs,
+    )
+    if not ctx.progress:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+    trainer.train()
+    state = None if use_lora else export_optimizer_state(train_model, opt)
+    out = lora_lib.merge(train_model) if use_lora else model
+    out.eval()
+    tokens = int(trainer.state.num_input_tokens_seen or (cb.metrics[-1]["tokens"] if cb.metrics else 0))
+    return RecoveryResult(
+        model=out,
+        metrics=cb.metrics,
+        tokens_seen=tokens,
+        steps=int(trainer.state.global_step),
+        optimizer_state=state,
+        info={"optimizer_state_skipped": skipped, "world_size": args.world_size, "max_steps": args.max_steps},
+    )

@@ -31,8 +31,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "humaneval": _lazy("prunetune.tasks.code:HumanEval"),
     "mbpp": _lazy("prunetune.tasks.code:MBPP"),
     "perplexity": _lazy("prunetune.tasks.perplexity:Perplexity"),
-    # the built-in arithmetic task (tasks/arith.py) registers here as one line, e.g.
-    # "arith": _lazy("prunetune.tasks.arith:ArithTask"),
+    "arith": _lazy("prunetune.tasks.arith:ArithTask"),
 }
 
 

@@ -58,3 +58,46 @@ def check_limit(limit: int | None) -> None:
 
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be a positive number of examples, got {limit}")
+
+
+# Worked demonstrations written for prunetune (not taken from any benchmark), used as few-shot prefixes.
+FEWSHOT_MATH = (
+    (
+        "A baker makes 24 rolls in the morning and 18 in the afternoon. He sells 30 of them. "
+        "How many rolls are left?",
+        "He makes 24 + 18 = 42 rolls. After selling 30, 42 - 30 = 12 rolls are left.",
+        "12",
+    ),
+    (
+        "Lena reads 15 pages a day for 4 days, then reads 20 more pages. How many pages has she read?",
+        "In 4 days she reads 15 * 4 = 60 pages. Then 60 + 20 = 80 pages.",
+        "80",
+    ),
+    (
+        "A box holds 6 eggs. How many boxes are needed for 45 eggs?",
+        "45 / 6 = 7.5, so 7 full boxes are not enough and she needs 8 boxes.",
+        "8",
+    ),
+)
+MATH_INSTRUCTION = "Solve the problem step by step, then end with 'The answer is <answer>.'"
+
+
+def math_fewshot_text(k: int, shots=FEWSHOT_MATH) -> str:
+    """`k` demonstrations in the Question/Answer format, ending with 'The answer is N.'"""
+    from prunetune.errors import UserError
+
+    if k < 0 or k > len(shots):
+        raise UserError(f"num_fewshot must be between 0 and {len(shots)}, got {k}")
+    return "".join(f"Question: {q}\nAnswer: {cot} The answer is {a}.\n\n" for q, cot, a in shots[:k])
+
+
+def qa_prompt(tokenizer, question: str, *, fewshot: str = "", chat: bool | None = None) -> str:
+    """'Question: ...\\nAnswer:' for plain models; the same inside the chat template when there is one."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    use_chat = has_template if chat is None else (chat and has_template)
+    if use_chat:
+        return apply_chat(tokenizer, f"{fewshot}Question: {question}\n{MATH_INSTRUCTION}", use_chat=True)
+    return f"{fewshot}Question: {question}\nAnswer:"
+
+
+QA_STOP = ["\nQuestion:", "\n\n\n"]

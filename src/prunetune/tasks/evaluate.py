@@ -1,0 +1,126 @@
+"""evaluate(): generate completions for a task's examples, score them, and write per-example predictions.
+
+Metrics: `accuracy` (share of examples with score 1.0; for code tasks this is pass@1, and with
+sampling it is the unbiased pass@1 over all samples), `mean_score`, `mean_length` (generated
+tokens), `truncation_rate` (completions that hit the token budget AND have no extractable answer:
+reasoning cut off mid-way), `budget_hit_rate` (all completions that hit the budget) and `pass@k`
+for k in 1, 2, 5, 10, ... up to `num_samples` when sampling. Perplexity-style tasks (those with a
+`measure` method) report their own metrics instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from prunetune.generation import DEFAULT_MAX_NEW_TOKENS, generate
+from prunetune.io import atomic_write_text
+from prunetune.tasks.base import Task, check_limit
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimator of pass@k from n samples with c correct (Chen et al. 2021): 1 - C(n-c,k)/C(n,k)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def _ks(num_samples: int) -> list[int]:
+    return [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= num_samples]
+
+
+def score_all(task: Task, examples, completions: list[str]) -> list[float]:
+    """Scores for (example, completion) pairs; code tasks run their sandboxes in parallel."""
+    if hasattr(task, "score_many"):
+        return list(task.score_many(examples, completions))
+    return [task.score(e, c) for e, c in zip(examples, completions)]
+
+
+def evaluate(
+    model,
+    tokenizer,
+    task: Task | str,
+    *,
+    limit: int | None = None,
+    split: str = "test",
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = 16,
+    do_sample: bool = False,
+    num_samples: int = 1,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    examples=None,
+) -> dict:
+    """Evaluate `model` on `task`; returns {"task", "n", "metrics", "predictions"} (see module doc)."""
+    from prunetune.tasks import get_task
+
+    if isinstance(task, str):
+        task = get_task(task)
+    check_limit(limit)
+    assert num_samples >= 1
+    if num_samples > 1:
+        do_sample = True
+    if examples is None:
+        examples = task.examples(split=split, limit=limit, seed=seed)
+    if hasattr(task, "measure"):
+        metrics = task.measure(model, tokenizer, examples, batch_size=batch_size, progress=progress)
+        return {"task": task.name, "n": len(examples), "metrics": metrics, "predictions": None}
+
+    prompts = [task.build_prompt(e, tokenizer) for e in examples]
+    flat_prompts = [p for p in prompts for _ in range(num_samples)]
+    flat_examples = [e for e in examples for _ in range(num_samples)]
+    gens = generate(
+        model,
+        tokenizer,
+        flat_prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_p=top_p,
+        stop=task.stop,
+        seed=seed,
+        progress=progress,
+    )
+    scores = score_all(task, flat_examples, [g.text for g in gens])
+    extracted = [task.extract(g.text) for g in gens]
+    correct = [s >= 1.0 for s in scores]
+    total = len(gens)
+    metrics = {
+        "accuracy": sum(correct) / total,
+        "mean_score": sum(scores) / total,
+        "mean_length": sum(g.num_tokens for g in gens) / total,
+        "truncation_rate": sum(g.truncated and x is None for g, x in zip(gens, extracted)) / total,
+        "budget_hit_rate": sum(g.truncated for g in gens) / total,
+        "format_rate": sum(task.format_ok(g.text) for g in gens) / total,
+    }
+    if num_samples > 1:
+        per_ex = [sum(correct[i * num_samples : (i + 1) * num_samples]) for i in range(len(examples))]
+        for k in _ks(num_samples):
+            metrics[f"pass@{k}"] = sum(pass_at_k(num_samples, c, k) for c in per_ex) / len(examples)
+
+    pred_path = None
+    if out_dir is not None:
+        pred_path = Path(out_dir) / f"{task.name}.predictions.jsonl"
+        lines = []
+        for j, (e, p, g, x, s) in enumerate(zip(flat_examples, flat_prompts, gens, extracted, scores)):
+            rec = {
+                "id": e.id,
+                "prompt": p,
+                "completion": g.text,
+                "extracted": x,
+                "correct": s >= 1.0,
+                "score": s,
+                "num_tokens": g.num_tokens,
+                "truncated": g.truncated,
+            }
+            if num_samples > 1:
+                rec["sample"] = j % num_samples
+            lines.append(json.dumps(rec))
+        atomic_write_text(pred_path, "\n".join(lines) + "\n")
+        pred_path = str(pred_path)
+    return {"task": task.name, "n": len(examples), "metrics": metrics, "predictions": pred_path}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -12,6 +13,22 @@ from prunetune.errors import UserError
 from prunetune.io import atomic_dir, atomic_write_json
 
 HISTORY_FILE = "prunetune_history.json"
+
+
+@contextlib.contextmanager
+def quiet_hf_progress():
+    """Hide transformers' per-file loading/saving bars (noise around our own progress and errors)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -49,7 +66,7 @@ def load_model(name: str | os.PathLike, dtype=None, *, with_tokenizer: bool = Tr
     if name.startswith("tiny-random-"):
         from prunetune.models.tiny import tiny_model
 
-        return tiny_model(name[len("tiny-random-"):], dtype=dtype)
+        return tiny_model(name[len("tiny-random-") :], dtype=dtype)
     if name == "reference":
         from prunetune.reference import reference_dir
 
@@ -60,8 +77,9 @@ def load_model(name: str | os.PathLike, dtype=None, *, with_tokenizer: bool = Tr
         raise UserError(f"'{name}/config.json' is unreadable: {e}") from None
     get_adapter(type("C", (), {"model_type": cfg.get("model_type")})())  # family check before loading weights
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
-    except (OSError, ValueError, RuntimeError) as e:
+        with quiet_hf_progress():
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    except Exception as e:  # noqa: BLE001 - safetensors/OS/shape errors all mean an unusable checkpoint
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load model from '{name}': {first}") from None
     model.eval()
@@ -81,13 +99,20 @@ def read_history(path: str | os.PathLike) -> list[dict]:
     return json.loads(f.read_text()) if f.is_file() else []
 
 
-def save_checkpoint(model, tokenizer, out: str | os.PathLike, *, history: list[dict] | None = None,
-                    extra_json: dict[str, object] | None = None, replace: bool = False) -> Path:
+def save_checkpoint(
+    model,
+    tokenizer,
+    out: str | os.PathLike,
+    *,
+    history: list[dict] | None = None,
+    extra_json: dict[str, object] | None = None,
+    replace: bool = False,
+) -> Path:
     """Write model (safetensors + config), tokenizer, history and extra JSON files atomically to `out`."""
     out = Path(out)
     if out.exists() and not replace:
         raise UserError(f"output directory '{out}' already exists")
-    with atomic_dir(out, replace=replace) as tmp:
+    with atomic_dir(out, replace=replace) as tmp, quiet_hf_progress():
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

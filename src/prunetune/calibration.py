@@ -1,0 +1,32 @@
+"""Calibration text for importance scoring: from a local file, or the built-in arithmetic problems."""
+
+from __future__ import annotations
+
+from prunetune.errors import UserError
+
+
+def calibration_texts(
+    source: str | None, *, field: str = "text", limit: int = 64, seed: int = 0
+) -> list[str]:
+    """Texts for scoring. `source` is a local JSONL/text/parquet/datasets path, or 'arith' (built-in).
+
+    JSONL records without `field` but with GSM8K's question/answer are joined as
+    "Question: ...\\nAnswer: ...", the paper's chain-of-thought format.
+    """
+    if source is None or source == "arith":
+        from prunetune import arith
+
+        return [
+            arith.format_text(r) for r in arith.generate_problems(limit, split="train", seed=10_000 + seed)
+        ]
+    from prunetune.data import field_values, load_records
+
+    records = load_records(source)
+    if field not in records[0] and {"question", "answer"} <= set(records[0]):
+        texts = [f"Question: {r['question']}\nAnswer: {r['answer']}" for r in records]
+    else:
+        texts = [str(t) for t in field_values(records, field, source)]
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise UserError(f"calibration file '{source}' has no non-empty text")
+    return texts[:limit]

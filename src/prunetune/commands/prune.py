@@ -1,0 +1,120 @@
+"""`prunetune prune MODEL --out OUT ...`: one scored, uniform pruning step, written as a stock checkpoint."""
+
+
+def register(sub):
+    p = sub.add_parser("prune", help="remove MLP neurons, KV groups and/or layers from a model (one step)")
+    p.add_argument("model", help="checkpoint directory or built-in name (reference, tiny-random-<family>)")
+    p.add_argument("--out", required=True, help="output checkpoint directory (must not exist)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--mlp-fraction", type=float, help="fraction of every layer's MLP width to remove")
+    g.add_argument("--mlp-neurons", type=int, help="MLP neurons to remove from every layer")
+    p.add_argument("--kv-groups", type=int, default=0, help="KV groups to remove from every layer")
+    lg = p.add_mutually_exclusive_group()
+    lg.add_argument("--layers", type=int, default=0, help="number of lowest-scoring layers to remove")
+    lg.add_argument("--layer-ids", help="comma-separated layer ids to remove, e.g. 3,7")
+    p.add_argument("--importance", default="activation", help="MLP scorer (see `prunetune ls`)")
+    p.add_argument("--kv-importance", default="activation", help="KV-group scorer")
+    p.add_argument("--layer-importance", default="block_influence", help="layer scorer")
+    p.add_argument(
+        "--calibration", help="calibration text: JSONL/txt/parquet/datasets dir (default: built-in arith)"
+    )
+    p.add_argument("--general", help="general-text file protected by the `ptl` scorer")
+    p.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    p.add_argument("--calibration-samples", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--round-to", type=int, default=1, help="remaining MLP width must be a multiple of this")
+    p.add_argument("--tensor-parallel", type=int, default=1, help="remaining heads/width divisible by this")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=run)
+
+
+def _layer_ids(text: str | None) -> list[int]:
+    from prunetune.errors import UserError
+
+    if not text:
+        return []
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--layer-ids must be comma-separated integers, got '{text}'") from None
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from prunetune.calibration import calibration_texts
+    from prunetune.checkpoint import (
+        count_params,
+        load_model,
+        read_history,
+        resolve_model_path,
+        save_checkpoint,
+    )
+    from prunetune.errors import UserError
+    from prunetune.models.shape import ModelShape
+    from prunetune.pruning.importance import calibration_batches
+    from prunetune.pruning.plan import Constraints
+    from prunetune.pruning.prune import StepSpec, prune_step
+    from prunetune.pruning.select import mlp_count
+
+    if Path(args.out).exists():
+        raise UserError(f"--out '{args.out}' already exists")
+    layer_ids = _layer_ids(args.layer_ids)
+    src = resolve_model_path(args.model)
+    model, tok = load_model(src, args.dtype)
+    shape = ModelShape.from_config(model.config)
+    constraints = Constraints(round_to=args.round_to, tensor_parallel=args.tensor_parallel)
+    mlp = 0
+    if args.mlp_fraction is not None or args.mlp_neurons is not None:
+        mlp = mlp_count(
+            shape.intermediate_size,
+            fraction=args.mlp_fraction,
+            neurons=args.mlp_neurons,
+            round_to=args.round_to,
+        )
+    if args.kv_groups < 0 or args.layers < 0:
+        raise UserError("--kv-groups and --layers must be >= 0")
+    spec = StepSpec(
+        mlp_neurons=mlp,
+        kv_groups=args.kv_groups,
+        layers=args.layers,
+        layer_ids=layer_ids,
+        mlp_importance=args.importance,
+        kv_importance=args.kv_importance,
+        layer_importance=args.layer_importance,
+    )
+    if not (spec.mlp_neurons or spec.kv_groups or spec.removes_layers):
+        raise UserError(
+            "nothing to remove: give --mlp-fraction/--mlp-neurons, --kv-groups or --layers/--layer-ids"
+        )
+    texts = calibration_texts(
+        args.calibration, field=args.text_field, limit=args.calibration_samples, seed=args.seed
+    )
+    batches = calibration_batches(tok, texts, max_length=args.max_length)
+    general = None
+    if args.general:
+        general = calibration_batches(
+            tok,
+            calibration_texts(args.general, field=args.text_field, limit=args.calibration_samples),
+            max_length=args.max_length,
+        )
+    before = count_params(model)
+    plan, _ = prune_step(model, spec, batches, general=general, constraints=constraints, seed=args.seed)
+    after = count_params(model)
+    history = ([] if src in ("reference",) or src.startswith("tiny-random-") else read_history(src)) + [
+        plan.to_dict()
+    ]
+    save_checkpoint(model, tok, args.out, history=history)
+    print(
+        f"parameters: {before['params']:,} -> {after['params']:,} "
+        f"({after['params'] / before['params']:.1%}); non-embedding: {before['non_embedding_params']:,} -> "
+        f"{after['non_embedding_params']:,} ({after['non_embedding_params'] / before['non_embedding_params']:.1%})"
+    )
+    new = ModelShape.from_config(model.config)
+    print(
+        f"intermediate_size {shape.intermediate_size} -> {new.intermediate_size}; "
+        f"kv heads {shape.num_key_value_heads} -> {new.num_key_value_heads}; "
+        f"layers {shape.num_hidden_layers} -> {new.num_hidden_layers}; wrote {args.out}"
+    )
+    return 0

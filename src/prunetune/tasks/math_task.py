@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 
 from prunetune.errors import UserError
-from prunetune.tasks.base import QA_STOP, Example, check_limit, qa_prompt
+from prunetune.tasks.base import QA_STOP, Example, check_limit, math_fewshot_text, qa_prompt
 from prunetune.tasks.extract import extract_answer, last_boxed, normalize_number
 
+BOXED_HINT = " Put the final answer in \\boxed{}."
 _STRIP = (r"\left", r"\right", r"\!", r"\,", r"\;", r"\:", "$", "^\\circ", "^{\\circ}", r"\%", "%")
 
 
@@ -71,11 +72,12 @@ def math_equal(pred: str | None, target: str) -> bool:
 class MathTask:
     name = "math"
 
-    def __init__(self, data: str | None = None, chat: bool | None = None):
+    def __init__(self, data: str | None = None, num_fewshot: int = 0, chat: bool | None = None):
         if data is None:
             raise UserError("task 'math' needs a local MATH-format JSONL file: pass --data FILE")
         self.data = str(data)
         self.chat = chat
+        self.fewshot = math_fewshot_text(num_fewshot)
         self.stop = list(QA_STOP)
 
     def examples(self, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Example]:
@@ -100,7 +102,7 @@ class MathTask:
         return out
 
     def build_prompt(self, example: Example, tokenizer) -> str:
-        return qa_prompt(tokenizer, example.prompt + " Put the final answer in \\boxed{}.", chat=self.chat)
+        return qa_prompt(tokenizer, example.prompt + BOXED_HINT, fewshot=self.fewshot, chat=self.chat)
 
     def extract(self, completion: str) -> str | None:
         boxed = last_boxed(completion)

@@ -1,7 +1,8 @@
 """`perplexity`: teacher-forced NLL on reference text, no generation.
 
 Two sources: a local JSONL (`data`) with a `text_field` (the whole text is scored) or with
-`question_field` + `answer_field` (only the answer tokens are scored, given the question), or a
+`question_field` + `answer_field` (default when a file has `question`/`answer` but no text field;
+only the answer tokens are scored, given the question), or a
 reasoning-gym dataset (`gym="gsm_symbolic"`): its worked solutions scored given their questions.
 Metrics: `nll` (mean nats per scored token), `perplexity` (exp of it) and `tokens`. There is no
 `accuracy`: `evaluate` reports none for this task, and `score` (exact match of a generated
@@ -51,7 +52,8 @@ class Perplexity:
         from prunetune.data import field_values, load_records
 
         records = load_records(self.data)[:limit]
-        if self.question_field or self.answer_field:
+        qa_file = self.text_field not in records[0] and {"question", "answer"} <= set(records[0])
+        if self.question_field or self.answer_field or qa_file:
             qs = field_values(records, self.question_field or "question", self.data)
             ans = field_values(records, self.answer_field or "answer", self.data)
             return [

@@ -1,0 +1,95 @@
+"""`prunetune eval MODEL --tasks a,b`: accuracy, length and truncation per task, as a table and JSON."""
+
+from prunetune.tasks.cli_helpers import add_task_flags
+
+
+def register(sub):
+    p = sub.add_parser(
+        "eval", help="evaluate a model on tasks (math, code, perplexity, reasoning-gym, lm-eval)"
+    )
+    p.add_argument("model", help="checkpoint directory or built-in name (reference, tiny-random-<family>)")
+    p.add_argument("--tasks", default="", help="comma-separated task names (gsm_symbolic,humaneval,...)")
+    p.add_argument("--limit", type=int, default=None, help="examples per task")
+    p.add_argument("--split", default="test")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--num-samples", type=int, default=1, help="samples per prompt; >1 samples and reports pass@k"
+    )
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--lm-eval-tasks", default="", help="comma-separated lm-evaluation-harness task names")
+    p.add_argument("--lm-eval-include", default=None, help="directory of custom lm-eval task YAMLs")
+    p.add_argument("--out", default=None, help="results JSON (predictions go to <out>.predictions/)")
+    p.add_argument("--no-progress", action="store_true")
+    add_task_flags(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from prunetune.errors import UserError
+    from prunetune.tasks.cli_helpers import (
+        build_tasks,
+        check_out,
+        predictions_dir,
+        print_table,
+        write_results,
+    )
+
+    names = [t for t in args.tasks.split(",") if t.strip()]
+    lm_names = [t for t in args.lm_eval_tasks.split(",") if t.strip()]
+    if not names and not lm_names:
+        raise UserError("give --tasks (and/or --lm-eval-tasks)")
+    if args.limit is not None and args.limit <= 0:
+        raise UserError(f"--limit must be a positive number of examples, got {args.limit}")
+    for flag in ("max_new_tokens", "batch_size", "num_samples"):
+        if getattr(args, flag) <= 0:
+            raise UserError(f"--{flag.replace('_', '-')} must be positive")
+    check_out(args.out)
+    tasks = build_tasks([n.strip() for n in names], args)
+    # read every task's examples before loading the model: bad names, files and lines fail fast
+    examples = [t.examples(split=args.split, limit=args.limit, seed=args.seed) for t in tasks]
+
+    from prunetune.checkpoint import load_model
+    from prunetune.tasks.evaluate import evaluate
+
+    model, tok = load_model(args.model, args.dtype)
+    pred_dir = predictions_dir(args.out)
+    results = []
+    for task, exs in zip(tasks, examples):
+        results.append(
+            evaluate(
+                model,
+                tok,
+                task,
+                limit=args.limit,
+                split=args.split,
+                max_new_tokens=args.max_new_tokens,
+                batch_size=args.batch_size,
+                num_samples=args.num_samples,
+                temperature=args.temperature,
+                top_p=args.top_p,
+                seed=args.seed,
+                out_dir=pred_dir,
+                examples=exs,
+                progress=not args.no_progress,
+            )
+        )
+    if lm_names:
+        from prunetune.tasks.lm_eval_bridge import run_lm_eval
+
+        results += run_lm_eval(
+            model,
+            tok,
+            lm_names,
+            include_path=args.lm_eval_include,
+            limit=args.limit,
+            batch_size=args.batch_size,
+            num_fewshot=args.num_fewshot,
+            seed=args.seed,
+        )
+    print_table(results)
+    write_results(args.out, results)
+    return 0

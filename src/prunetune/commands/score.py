@@ -1,0 +1,90 @@
+"""`prunetune score --task T --completions FILE.jsonl`: score completions produced elsewhere (e.g. vLLM).
+
+Each line: the example id (`task_id` for HumanEval, or `id` / `example_id`) and `completion`.
+Several lines with the same id are samples of one problem and give pass@k. Code runs in the sandbox.
+"""
+
+from prunetune.tasks.cli_helpers import add_task_flags
+
+
+def register(sub):
+    p = sub.add_parser("score", help="score externally generated completions with a task's scorer")
+    p.add_argument("--task", required=True, help="task name (humaneval, mbpp, gsm8k, gsm_symbolic, ...)")
+    p.add_argument("--completions", required=True, help="JSONL: one {id|task_id, completion} per line")
+    p.add_argument("--out", default=None, help="results JSON (per-line predictions go to <out>.predictions/)")
+    add_task_flags(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import json
+    from collections import defaultdict
+
+    from prunetune.data import load_records
+    from prunetune.errors import UserError
+    from prunetune.io import atomic_write_text
+    from prunetune.tasks.cli_helpers import (
+        build_tasks,
+        check_out,
+        predictions_dir,
+        print_table,
+        write_results,
+    )
+    from prunetune.tasks.evaluate import pass_at_k, score_all
+
+    check_out(args.out)
+    (task,) = build_tasks([args.task], args)
+    records = load_records(args.completions)
+    index = None
+    examples, completions = [], []
+    for i, rec in enumerate(records, 1):
+        ex_id = rec.get("task_id", rec.get("id", rec.get("example_id")))
+        if ex_id is None or "completion" not in rec:
+            raise UserError(
+                f"{args.completions}: record {i} needs an id (task_id/id/example_id) and 'completion'"
+            )
+        ex = None
+        if hasattr(task, "get_example"):
+            try:
+                ex = task.get_example(str(ex_id))
+            except KeyError:
+                ex = None
+        if ex is None:
+            if index is None:
+                index = {e.id: e for e in task.examples()}
+            ex = index.get(str(ex_id))
+        if ex is None:
+            raise UserError(f"{args.completions}: record {i}: unknown {task.name} example id '{ex_id}'")
+        examples.append(ex)
+        completions.append(str(rec["completion"]))
+    scores = score_all(task, examples, completions)
+    correct = [s >= 1.0 for s in scores]
+    metrics = {
+        "accuracy": sum(correct) / len(correct),
+        "mean_score": sum(scores) / len(scores),
+        "format_rate": sum(task.format_ok(c) for c in completions) / len(completions),
+    }
+    groups = defaultdict(list)
+    for e, c in zip(examples, correct):
+        groups[e.id].append(c)
+    n_min = min(len(v) for v in groups.values())
+    if n_min > 1:
+        for k in (1, 2, 5, 10, 20, 50, 100):
+            if k <= n_min:
+                metrics[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in groups.values()) / len(
+                    groups
+                )
+    pred = None
+    pdir = predictions_dir(args.out)
+    if pdir is not None:
+        pred = pdir / f"{task.name}.predictions.jsonl"
+        lines = [
+            json.dumps({"id": e.id, "completion": c, "extracted": task.extract(c), "correct": ok, "score": s})
+            for e, c, ok, s in zip(examples, completions, correct, scores)
+        ]
+        atomic_write_text(pred, "\n".join(lines) + "\n")
+        pred = str(pred)
+    results = [{"task": task.name, "n": len(groups), "metrics": metrics, "predictions": pred}]
+    print_table(results)
+    write_results(args.out, results)
+    return 0

@@ -1,0 +1,109 @@
+"""Helpers for `prunetune eval` and `prunetune score`: tasks from flags, the results table and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prunetune.errors import UserError
+
+FILE_TASKS = ("gsm8k", "math", "mbpp", "perplexity")
+
+
+def add_task_flags(p) -> None:
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="[TASK=]FILE",
+        help="local data for file-backed tasks (gsm8k, math, mbpp, perplexity); TASK=FILE to target one",
+    )
+    p.add_argument(
+        "--num-fewshot", type=int, default=None, help="few-shot demonstrations for math tasks (0-3)"
+    )
+    p.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra task option passed to every task, e.g. size=200, chat=true, gym=gsm_symbolic",
+    )
+
+
+def _parse_value(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def build_tasks(names: list[str], args) -> list:
+    from prunetune.tasks import get_task
+
+    data: dict[str, str] = {}
+    default_data = None
+    for item in args.data:
+        name, sep, path = item.partition("=")
+        if sep and name in names:
+            data[name] = path
+        elif sep and not Path(item).exists():
+            raise UserError(f"--data {item}: task '{name}' is not in --tasks")
+        else:
+            default_data = item
+    for path in [*data.values(), *([default_data] if default_data else [])]:
+        if not Path(path).exists():
+            raise UserError(f"--data '{path}' does not exist")
+    extra = {}
+    for item in args.task_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--task-option '{item}' must be KEY=VALUE")
+        extra[key] = _parse_value(value)
+    tasks = []
+    for name in names:
+        opts = dict(extra)
+        if name in data or (default_data and name in FILE_TASKS):
+            opts["data"] = data.get(name, default_data)
+        if args.num_fewshot is not None:
+            opts["num_fewshot"] = args.num_fewshot
+        try:
+            tasks.append(get_task(name, **opts))
+        except TypeError as e:
+            raise UserError(f"task '{name}' does not take that option: {e}") from None
+    return tasks
+
+
+def check_out(out: str | None) -> None:
+    if out and Path(out).exists():
+        raise UserError(f"--out '{out}' already exists")
+
+
+def predictions_dir(out: str | None) -> Path | None:
+    return Path(out).with_suffix("").with_name(Path(out).stem + ".predictions") if out else None
+
+
+def print_table(results: list[dict]) -> None:
+    cols = ["accuracy", "mean_length", "truncation_rate"]
+    for r in results:
+        cols += [k for k in r["metrics"] if k not in cols and k.startswith(("pass@", "nll", "perplexity"))]
+    header = ["task", "n", *cols]
+    rows = [[r["task"], str(r["n"]), *[_fmt(r["metrics"].get(c)) for c in cols]] for r in results]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def write_results(out: str | None, results: list[dict]) -> None:
+    from prunetune.io import atomic_write_text
+
+    if out:
+        atomic_write_text(out, json.dumps(results, indent=2) + "\n")

@@ -33,7 +33,7 @@ def normalize_math(ans: str) -> str:
 
 
 def _latex_to_sympy(s: str):
-    import sympy
+    import sympy  # noqa: F401 - imported here so sympy stays optional
 
     expr = s
     for _ in range(5):  # nested fractions
@@ -43,7 +43,18 @@ def _latex_to_sympy(s: str):
     expr = expr.replace("{", "(").replace("}", ")")
     if "\\" in expr:
         return None
-    return sympy.sympify(expr, rational=True)
+    from sympy.parsing.sympy_parser import (
+        implicit_multiplication_application,
+        parse_expr,
+        standard_transformations,
+    )
+
+    return parse_expr(
+        expr,
+        transformations=(*standard_transformations, implicit_multiplication_application),
+        evaluate=True,
+        local_dict={"pi": sympy.pi, "sqrt": sympy.sqrt},
+    )
 
 
 def math_equal(pred: str | None, target: str) -> bool:

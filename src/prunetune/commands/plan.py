@@ -1,0 +1,90 @@
+"""`prunetune plan RECIPE`: the iteration table from the config alone (no weights loaded)."""
+
+
+def register(sub):
+    p = sub.add_parser("plan", help="print what each iteration removes: params, widths, heads, layers, FLOPs")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from prunetune.config import load_recipe
+    from prunetune.loop import validate_recipe
+    from prunetune.recovery import resolve_config
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    shape, steps, shapes = validate_recipe(recipe)
+    dense_ne, dense_all, dense_flops = shape.non_embedding_params(), shape.params(), shape.flops_per_token()
+    budget = "-"
+    if recipe.recovery.method != "none":
+        cfg = resolve_config(recipe.recovery.method, recipe.recovery.config)
+        mult = recipe.iterations if recipe.one_shot else 1
+        per = (
+            f"{cfg['max_steps'] * mult} steps"
+            if cfg.get("max_steps")
+            else f"{cfg['max_tokens'] * mult:,} tokens"
+            if cfg.get("max_tokens")
+            else "1 pass"
+        )
+        budget = f"{recipe.recovery.method}: {per} on {recipe.recovery.chunk_size * mult} records"
+    head = [
+        "iter",
+        "-mlp",
+        "-kv",
+        "-layers",
+        "intermediate",
+        "heads/kv",
+        "layers",
+        "non-emb params",
+        "kept",
+        "params",
+        "GFLOPs/token",
+        "recovery",
+    ]
+    rows = [
+        [
+            "dense",
+            "",
+            "",
+            "",
+            str(shape.intermediate_size),
+            f"{shape.num_attention_heads}/{shape.num_key_value_heads}",
+            str(shape.num_hidden_layers),
+            f"{dense_ne:,}",
+            "100.0%",
+            f"{dense_all:,}",
+            f"{dense_flops / 1e9:.4g}",
+            "",
+        ]
+    ]
+    for i, (st, sh) in enumerate(zip(steps, shapes[1:]), 1):
+        rows.append(
+            [
+                str(i),
+                str(st.mlp_neurons),
+                str(st.kv_groups),
+                str(st.layers),
+                str(sh.intermediate_size),
+                f"{sh.num_attention_heads}/{sh.num_key_value_heads}",
+                str(sh.num_hidden_layers),
+                f"{sh.non_embedding_params():,}",
+                f"{sh.non_embedding_params() / dense_ne:.1%}",
+                f"{sh.params():,}",
+                f"{sh.flops_per_token() / 1e9:.4g}",
+                budget,
+            ]
+        )
+    widths = [max(len(r[j]) for r in [head] + rows) for j in range(len(head))]
+    print(
+        f"{recipe.model} ({shape.model_type}){' one-shot' if recipe.one_shot else ''}: "
+        f"target keep {recipe.target.keep} of non-embedding parameters"
+    )
+    for r in [head] + rows:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    final = shapes[-1]
+    print(
+        f"final: {final.non_embedding_params() / dense_ne:.1%} of non-embedding parameters, "
+        f"{final.params() / dense_all:.1%} of all, {final.flops_per_token() / dense_flops:.1%} of FLOPs/token"
+    )
+    return 0

@@ -1,0 +1,237 @@
+"""Run reports: the per-iteration table and the accuracy-versus-parameters and recovery-loss plots.
+
+Reads only what a run wrote (summary.json, metrics.jsonl, iteration_NN/eval.json), so it can be
+re-drawn at any time with `prunetune report RUN_DIR`, also for a run that is still going.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from prunetune.errors import UserError
+from prunetune.io import atomic_write_text, read_jsonl
+
+
+def _load_run(run: Path) -> dict:
+    metrics = read_jsonl(run / "metrics.jsonl")
+    baseline = (
+        json.loads((run / "baseline" / "eval.json").read_text())
+        if (run / "baseline" / "eval.json").is_file()
+        else None
+    )
+    rows = []
+    for d in sorted(run.glob("iteration_[0-9][0-9]")):
+        if (d / "eval.json").is_file():
+            rows.append(json.loads((d / "eval.json").read_text()))
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    return {"dir": run, "metrics": metrics, "baseline": baseline, "rows": rows, "summary": summary}
+
+
+def _accuracy(metrics: dict, task: str) -> float | None:
+    return metrics.get(task, {}).get("accuracy")
+
+
+def _tasks(run: dict) -> list[str]:
+    if run["baseline"]:
+        return [t for t, m in run["baseline"]["metrics"].items() if "accuracy" in m]
+    return []
+
+
+def _curve(run: dict, task: str) -> tuple[list[float], list[float]]:
+    base = run["baseline"]
+    xs, ys = [base["non_embedding_params"]], [_accuracy(base["metrics"], task)]
+    for r in run["rows"]:
+        xs.append(r["non_embedding_params"])
+        ys.append(_accuracy(r["metrics"], task))
+    return xs, ys
+
+
+def _plots(run: dict, others: list[dict], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    dense_n = run["baseline"]["non_embedding_params"]
+    for task in _tasks(run):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        xs, ys = _curve(run, task)
+        ax.plot(
+            [x / dense_n for x in xs],
+            ys,
+            "o-",
+            label=run["dir"].name + (" (one-shot)" if run["summary"].get("one_shot") else " (gradual)"),
+        )
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            if i and y is not None:
+                ax.annotate(str(i), (x / dense_n, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for other in others:
+            if other["baseline"] and task in other["baseline"]["metrics"]:
+                ox, oy = _curve(other, task)
+                label = other["dir"].name + (" (one-shot)" if other["summary"].get("one_shot") else "")
+                ax.plot([x / dense_n for x in ox], oy, "s--", label=label)
+        ax.scatter(
+            [1.0],
+            [_accuracy(run["baseline"]["metrics"], task)],
+            marker="*",
+            s=180,
+            color="black",
+            zorder=5,
+            label="dense",
+        )
+        ax.set_xlabel("non-embedding parameters kept (fraction of dense)")
+        ax.set_ylabel(f"{task} accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title(f"Accuracy vs size: {task}")
+        fig.tight_layout()
+        name = f"accuracy_vs_params_{task}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        files.append(name)
+
+    losses = [m for m in run["metrics"] if m.get("event") == "recover" and m.get("loss") is not None]
+    if losses:
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+        offset, by_iter = 0, {}
+        for m in losses:
+            by_iter.setdefault((m["iteration"], m.get("attempt", 0)), []).append(m)
+        for (it, attempt), ms in by_iter.items():
+            steps = [offset + m.get("step", j + 1) for j, m in enumerate(ms)]
+            ax.plot(
+                steps,
+                [m["loss"] for m in ms],
+                label=f"iteration {it}" + (f" (retry {attempt})" if attempt else ""),
+            )
+            offset = steps[-1]
+        ax.set_xlabel("recovery step (cumulative)")
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+        if len(by_iter) <= 12:
+            ax.legend(fontsize=7, ncol=2)
+        ax.set_title("Recovery loss per iteration")
+        fig.tight_layout()
+        fig.savefig(out / "recovery_loss.png", dpi=110)
+        plt.close(fig)
+        files.append("recovery_loss.png")
+    return files
+
+
+def _table(run: dict) -> tuple[list[str], list[list[str]]]:
+    tasks = _tasks(run)
+    head = ["iteration", "non-emb params", "kept", "intermediate", "kv heads", "layers"] + [
+        f"{t} acc" for t in tasks
+    ]
+    base = run["baseline"]
+    dense_n = base["non_embedding_params"]
+    shape = base.get("shape", {})
+    evals = {m["iteration"]: m for m in run["metrics"] if m.get("event") == "eval"}
+    rows = [
+        [
+            "dense",
+            f"{dense_n:,}",
+            "100.0%",
+            str(shape.get("intermediate_size", "")),
+            str(shape.get("num_key_value_heads", "")),
+            str(shape.get("num_hidden_layers", "")),
+        ]
+        + [f"{_accuracy(base['metrics'], t):.3f}" for t in tasks]
+    ]
+    for r in run["rows"]:
+        m = evals.get(r["iteration"], {})
+        rows.append(
+            [
+                str(r["iteration"]),
+                f"{r['non_embedding_params']:,}",
+                f"{r['non_embedding_params'] / dense_n:.1%}",
+                str(m.get("intermediate_size", "")),
+                str(m.get("num_key_value_heads", "")),
+                str(m.get("num_hidden_layers", "")),
+            ]
+            + [
+                f"{_accuracy(r['metrics'], t):.3f}" if _accuracy(r["metrics"], t) is not None else "-"
+                for t in tasks
+            ]
+        )
+    return head, rows
+
+
+def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -> Path:
+    """Write report.md, report.html and PNG plots into the run directory; returns report.md's path."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.jsonl").is_file() and not (run_dir / "baseline").is_dir():
+        raise UserError(f"'{run_dir}' is not a prunetune run directory (no metrics.jsonl)")
+    run = _load_run(run_dir)
+    if not run["baseline"]:
+        raise UserError(f"'{run_dir}' has no baseline evaluation yet")
+    others = []
+    candidates = [Path(c) for c in (compare or [])]
+    recipe_compare = None
+    if (run_dir / "recipe.yaml").is_file():
+        import yaml
+
+        recipe_compare = (yaml.safe_load((run_dir / "recipe.yaml").read_text()) or {}).get("compare_with")
+    if recipe_compare:
+        candidates.append(Path(recipe_compare))
+    sibling = run_dir.parent / f"{run_dir.name}-oneshot"
+    if sibling.is_dir():
+        candidates.append(sibling)
+    seen = set()
+    for c in candidates:
+        if (
+            c.resolve() in seen
+            or c.resolve() == run_dir.resolve()
+            or not (c / "baseline" / "eval.json").is_file()
+        ):
+            continue
+        seen.add(c.resolve())
+        others.append(_load_run(c))
+    plots = _plots(run, others, run_dir)
+    head, rows = _table(run)
+    s = run["summary"]
+    lines = [f"# prunetune report: {run_dir.name}", ""]
+    if s:
+        lines += [
+            f"- model: `{s.get('model')}`{' (one-shot baseline)' if s.get('one_shot') else ''}",
+            f"- completed iterations: {s.get('completed_iterations')} of {s.get('planned_iterations')} planned"
+            f"; rollbacks: {s.get('rollbacks', 0)}",
+            f"- recovery: {s.get('recovery_steps', 0)} optimizer steps, {s.get('tokens', 0):,} tokens; "
+            f"wall time {s.get('wall_time', 0):.0f} s",
+        ]
+        if s.get("stopped_reason"):
+            lines.append(f"- stopped: {s['stopped_reason']}")
+        lines.append("")
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    for o in others:
+        oh, orows = _table(o)
+        lines += ["", f"Compared run `{o['dir']}`:", "", "| " + " | ".join(oh) + " |", "|" + "---|" * len(oh)]
+        lines += ["| " + " | ".join(r) + " |" for r in orows]
+    lines += [""] + [f"![{p}]({p})" for p in plots] + [""]
+    md = "\n".join(lines)
+    atomic_write_text(run_dir / "report.md", md)
+    body = [f"<h1>prunetune report: {html.escape(run_dir.name)}</h1>"]
+    body += [
+        "<ul>"
+        + "".join(f"<li>{html.escape(line[2:])}</li>" for line in lines if line.startswith("- "))
+        + "</ul>"
+    ]
+    body.append(
+        "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+        + "</table>"
+    )
+    body += [f"<p><img src='{p}' alt='{p}'></p>" for p in plots]
+    atomic_write_text(
+        run_dir / "report.html",
+        "<!doctype html><meta charset=utf-8><title>prunetune report</title>"
+        "<body style='font-family:sans-serif'>" + "\n".join(body) + "</body>",
+    )
+    return run_dir / "report.md"

@@ -1,0 +1,145 @@
+"""The schedule planner: how much each iteration removes, computed from the recipe and the shape alone.
+
+No weights are needed, so `prunetune plan` can check a 70B recipe on a laptop. MLP neurons fill
+whatever budget KV groups and layers leave, spread `equal`ly (the paper), `front_loaded` (every cut
+removes the same fraction of the width that is left, so cuts shrink as the model gets tight) or
+`cubic` (Zhu & Gupta's gradual-pruning curve: most of the cut early, almost nothing at the end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from prunetune.config import Recipe
+from prunetune.errors import UserError
+from prunetune.models.shape import ModelShape
+from prunetune.pruning.plan import Constraints, PruningPlan
+
+
+@dataclass
+class Step:
+    """Amounts removed in one iteration (per layer for neurons and groups)."""
+
+    mlp_neurons: int = 0
+    kv_groups: int = 0
+    layers: int = 0
+
+    def halves(self, round_to: int = 1) -> tuple[Step, Step] | None:
+        """Split into two smaller steps with the same total (for the adaptive gate), or None if atomic."""
+        units = self.mlp_neurons // round_to
+        if units >= 2:
+            first = (units // 2) * round_to
+            return (Step(first, self.kv_groups, self.layers), Step(self.mlp_neurons - first, 0, 0))
+        if self.kv_groups >= 2 or self.layers >= 2:
+            k1, l1 = self.kv_groups // 2, self.layers // 2
+            return (Step(self.mlp_neurons, k1, l1), Step(0, self.kv_groups - k1, self.layers - l1))
+        if sum(1 for v in (self.mlp_neurons, self.kv_groups, self.layers) if v) >= 2:
+            return (Step(self.mlp_neurons, 0, 0), Step(0, self.kv_groups, self.layers))
+        return None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def constraints_of(recipe: Recipe) -> Constraints:
+    return Constraints(round_to=recipe.schedule.round_to, tensor_parallel=recipe.schedule.tensor_parallel)
+
+
+def _check_iterations(name: str, keys, k: int) -> None:
+    bad = [i for i in keys if not 1 <= i <= k]
+    if bad:
+        raise UserError(f"schedule.{name}: iteration {bad[0]} is outside 1..{k} (iterations={k})")
+
+
+def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
+    """Per-iteration amounts for the gradual run (one merged step when `one_shot`)."""
+    s, k = recipe.schedule, recipe.iterations
+    _check_iterations("kv_groups", s.kv_groups, k)
+    _check_iterations("layers", s.layers, k)
+    mlp_iters = s.mlp_iterations if s.mlp_iterations is not None else list(range(1, k + 1))
+    _check_iterations("mlp_iterations", mlp_iters, k)
+    kv_total, layers_total = sum(s.kv_groups.values()), sum(s.layers.values())
+    if kv_total >= shape.num_key_value_heads:
+        raise UserError(
+            f"schedule.kv_groups removes {kv_total} of {shape.num_key_value_heads} KV groups: none would be left"
+        )
+    if layers_total >= shape.num_hidden_layers:
+        raise UserError(
+            f"schedule.layers removes {layers_total} of {shape.num_hidden_layers} layers: none would be left"
+        )
+    steps = [Step(0, s.kv_groups.get(i, 0), s.layers.get(i, 0)) for i in range(1, k + 1)]
+
+    if s.mlp_neurons_per_iteration:
+        for i in mlp_iters:
+            steps[i - 1].mlp_neurons = s.mlp_neurons_per_iteration
+    elif recipe.target.keep is not None and mlp_iters:
+        base = shape.after(kv_groups_removed=kv_total, layers_removed=layers_total)
+        final_width = _width_for_target(shape, base, recipe.target.keep, s.round_to)
+        widths = _widths(shape.intermediate_size, final_width, len(mlp_iters), s.shape, s.round_to)
+        for i, (w0, w1) in zip(mlp_iters, zip(widths, widths[1:])):
+            steps[i - 1].mlp_neurons = w0 - w1
+    if recipe.one_shot:
+        steps = [Step(sum(x.mlp_neurons for x in steps), kv_total, layers_total)]
+    return steps
+
+
+def _width_for_target(dense: ModelShape, base: ModelShape, keep: float, round_to: int) -> int:
+    """Largest MLP width (multiple of round_to) whose non-embedding parameters are <= keep * dense."""
+    budget = keep * dense.non_embedding_params()
+    per_neuron = base.num_hidden_layers * (3 * base.hidden_size + (2 if base.mlp_bias else 0))
+    fixed = base.after(mlp_removed=base.intermediate_size).non_embedding_params()
+    width = int((budget - fixed) // per_neuron) // round_to * round_to
+    if width < round_to or width < 1:
+        raise UserError(
+            f"target.keep={keep} is impossible: even the narrowest MLP (width {round_to}) leaves "
+            f"{fixed + per_neuron * round_to:,} non-embedding parameters > {int(budget):,}; keep more, or remove fewer layers/KV groups"
+        )
+    return min(width, base.intermediate_size)
+
+
+def _widths(start: int, end: int, n: int, shape: str, round_to: int) -> list[int]:
+    """Widths after 0..n MLP iterations, each a multiple of round_to (the first may shed a remainder)."""
+    total = start - end
+    out = [start]
+    for t in range(1, n + 1):
+        if shape == "equal":
+            w = start - round(t / n * total)
+        elif shape == "cubic":
+            w = start - round((1 - (1 - t / n) ** 3) * total)
+        else:  # front_loaded: every cut removes the same fraction of what is left
+            w = round(start * (end / start) ** (t / n))
+        w = end + round((w - end) / round_to) * round_to if t < n else end
+        out.append(min(out[-1], max(end, w)))
+    return out
+
+
+def shapes_along(shape: ModelShape, steps: list[Step]) -> list[ModelShape]:
+    out = [shape]
+    for st in steps:
+        out.append(
+            out[-1].after(
+                mlp_removed=st.mlp_neurons, kv_groups_removed=st.kv_groups, layers_removed=st.layers
+            )
+        )
+    return out
+
+
+def validate_steps(shape: ModelShape, steps: list[Step], constraints: Constraints) -> list[ModelShape]:
+    """Check every iteration's cut against the shape it meets (before anything runs)."""
+    shapes = [shape]
+    for i, st in enumerate(steps, 1):
+        cur = shapes[-1]
+        dry = PruningPlan(
+            mlp_neurons={j: list(range(st.mlp_neurons)) for j in range(cur.num_hidden_layers)}
+            if st.mlp_neurons
+            else {},
+            kv_groups={j: list(range(st.kv_groups)) for j in range(cur.num_hidden_layers)}
+            if st.kv_groups
+            else {},
+            layers=list(range(st.layers)),
+        )
+        try:
+            shapes.append(dry.validate(cur, constraints))
+        except UserError as e:
+            raise UserError(f"iteration {i}: {e}") from None
+    return shapes

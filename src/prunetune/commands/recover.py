@@ -1,0 +1,193 @@
+"""`prunetune recover MODEL --out OUT --method M --data FILE [key=value ...]`: one recovery run.
+
+Writes a stock checkpoint with `metrics.jsonl` and `recovery.json` inside it, all in one rename.
+Under torchrun every rank trains and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+EPILOG = (
+    "key=value overrides set recovery config keys (values parsed as YAML; dotted keys nest), e.g. "
+    "max_steps=40 learning_rate=1e-3 lora.r=8. See `prunetune ls` / config_keys(method) for the keys."
+)
+
+
+def register(sub):
+    p = sub.add_parser("recover", help="train a (pruned) model with cpt, sft, distill or grpo", epilog=EPILOG)
+    p.add_argument("model", help="checkpoint directory or built-in name (tiny-random-<family>, reference)")
+    p.add_argument("--out", required=True, help="output checkpoint directory (must not exist)")
+    p.add_argument("--method", required=True, help="cpt | sft | distill | grpo")
+    p.add_argument("--data", help="training data: JSONL / JSON / parquet / txt / datasets directory")
+    p.add_argument("--teacher", help="teacher checkpoint for --method distill")
+    p.add_argument("--task", help="task whose score is the grpo reward (e.g. arith)")
+    p.add_argument("--chunk", type=int, help="train on chunk I (0-based) of the data ...")
+    p.add_argument("--chunk-size", type=int, help="... of N records (disjoint chunks per iteration)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="recovery config overrides")
+    p.set_defaults(handler=run)
+
+
+_FLOAT = __import__("re").compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """['a=1', 'lora.r=8'] -> {'a': 1, 'lora': {'r': 8}}; values are parsed with yaml.safe_load."""
+    import yaml
+
+    from prunetune.errors import UserError
+
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"override '{item}' must look like key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise UserError(f"override '{item}': value is not valid YAML") from None
+        if isinstance(value, dict | list) and not raw.lstrip().startswith(("{", "[")):
+            value = raw  # e.g. template=Question: {question} is text, not a YAML mapping
+        elif isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 as a string
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override '{item}' conflicts with '{part}' set earlier")
+        node[parts[-1]] = value
+    return out
+
+
+def _records(args, tokenizer):
+    from prunetune.data import load_records, take_chunk
+    from prunetune.errors import UserError
+
+    if (args.chunk is None) != (args.chunk_size is None):
+        raise UserError("--chunk and --chunk-size go together")
+    if args.chunk is not None and args.chunk < 0:
+        raise UserError("--chunk must be >= 0")
+    if args.data:
+        records = load_records(args.data)
+    elif args.method == "grpo" and args.task:
+        import prunetune.tasks as tasks
+
+        task = tasks.get_task(args.task)
+        records = tasks.grpo_records(task, task.examples(split="train"), tokenizer)
+    else:
+        raise UserError("--data is required" + (" (or --task for grpo)" if args.method == "grpo" else ""))
+    if args.chunk is not None:
+        records = take_chunk(records, args.chunk, args.chunk_size)
+    return records
+
+
+def _rewards(args):
+    from prunetune.errors import UserError
+
+    if args.method != "grpo":
+        if args.task:
+            raise UserError("--task is only used by --method grpo")
+        return None
+    if not args.task:
+        raise UserError("--method grpo needs --task NAME (its score is the reward)")
+    try:
+        import prunetune.tasks as tasks
+
+        return [tasks.reward_function(tasks.get_task(args.task))]
+    except (ImportError, AttributeError):
+        raise UserError("task rewards are not available in this build of prunetune") from None
+
+
+def execute(args):
+    """Validate everything cheap first, then train; rank 0 writes --out. Returns the RecoveryResult."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from prunetune.checkpoint import load_model, resolve_model_path
+    from prunetune.errors import UserError
+    from prunetune.recovery import recover, resolve_config
+
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"--out '{args.out}' already exists")
+    overrides = parse_overrides(args.overrides)
+    resolve_config(args.method, overrides)  # unknown method / key fails before any loading
+    if args.teacher and args.method != "distill":
+        raise UserError("--teacher is only used by --method distill")
+    if args.method == "distill" and not args.teacher:
+        raise UserError("--method distill needs --teacher DIR")
+    src = resolve_model_path(args.model)
+    reward_funcs = _rewards(args)
+    model, tok = load_model(src, args.dtype)
+    records = _records(args, tok)
+    teacher = load_model(args.teacher, args.dtype, with_tokenizer=False)[0] if args.teacher else None
+    rank = int(os.environ.get("RANK", "0"))
+    with tempfile.TemporaryDirectory(prefix="prunetune-recover-") as work:
+        result = recover(
+            model,
+            tok,
+            args.method,
+            records,
+            overrides,
+            teacher=teacher,
+            reward_funcs=reward_funcs,
+            work_dir=work,
+            metrics_path=Path(work) / "metrics.jsonl",
+            progress=not args.quiet,
+        )
+    if rank == 0:
+        write_outputs(result, tok, out, src=src, args=args, config=resolve_config(args.method, overrides))
+        print(
+            f"recovered with {args.method}: {result.steps} steps, {result.tokens_seen} tokens; "
+            f"final loss {result.metrics[-1]['loss']:.4f} -> {out}"
+            if result.metrics
+            else f"wrote {out}"
+        )
+    return result
+
+
+def write_outputs(result, tokenizer, out, *, src: str, args, config: dict) -> None:
+    """Checkpoint + metrics.jsonl + recovery.json staged in a temporary sibling, then renamed into place."""
+    import json
+    import os
+    import shutil
+    import uuid
+    from pathlib import Path
+
+    from prunetune.checkpoint import read_history, save_checkpoint
+    from prunetune.errors import UserError
+    from prunetune.io import atomic_write_text
+
+    out = Path(out)
+    builtin = src == "reference" or src.startswith("tiny-random-")
+    history = [] if builtin else read_history(src)
+    summary = {
+        "method": args.method,
+        "source": src,
+        "data": args.data,
+        "teacher": args.teacher,
+        "task": args.task,
+        "chunk": args.chunk,
+        "chunk_size": args.chunk_size,
+        "config": config,
+        "steps": result.steps,
+        "tokens_seen": result.tokens_seen,
+    }
+    stage = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        save_checkpoint(
+            result.model, tokenizer, stage, history=history, extra_json={"recovery.json": summary}
+        )
+        atomic_write_text(stage / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in result.metrics))
+        if out.exists():
+            raise UserError(f"--out '{out}' already exists")
+        os.rename(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def run(args) -> int:
+    execute(args)
+    return 0

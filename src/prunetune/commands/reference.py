@@ -1,0 +1,52 @@
+"""`prunetune reference build|eval`: rebuild the project-made reference model, or score the shipped one."""
+
+
+def register(sub):
+    p = sub.add_parser(
+        "reference", help="build the reference arithmetic model from scratch, or evaluate the shipped one"
+    )
+    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    b = actions.add_parser(
+        "build", help="train the reference model from scratch on generated arith problems (CPU)"
+    )
+    b.add_argument("--out", default="runs/reference", help="output checkpoint directory (must not exist)")
+    b.add_argument(
+        "--steps", type=int, default=1500, help="AdamW steps of 16 problems (the shipped model: 1500)"
+    )
+    b.add_argument("--seed", type=int, default=0, help="seed for data, tokenizer and initialisation")
+    b.set_defaults(handler=run_build)
+    e = actions.add_parser("eval", help="exact match of a reference-format model on held-out arith problems")
+    e.add_argument(
+        "--model", default="reference", help="checkpoint directory (default: the shipped reference)"
+    )
+    e.add_argument("--n", type=int, default=1000, help="number of held-out test problems")
+    e.set_defaults(handler=run_eval)
+
+
+def run_build(args) -> int:
+    from prunetune.errors import UserError
+    from prunetune.reference import build
+
+    if args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    card = build(args.out, steps=args.steps, seed=args.seed)
+    print(
+        f"wrote {args.out}: exact match {card['accuracy']:.3f} on {card['eval_n']} held-out problems, "
+        f"{card['params']:,} parameters, {card['train_wall_time_s']:.0f} s of training"
+    )
+    return 0
+
+
+def run_eval(args) -> int:
+    from prunetune import arith
+    from prunetune.checkpoint import load_model
+    from prunetune.errors import UserError
+    from prunetune.reference import DATA_OPTIONS, EVAL_SEED, exact_match
+
+    if args.n < 1:
+        raise UserError(f"--n must be at least 1, got {args.n}")
+    model, tok = load_model(args.model)
+    records = arith.generate_problems(args.n, split="test", seed=EVAL_SEED, **DATA_OPTIONS)
+    acc = exact_match(model, tok, records, progress=True)
+    print(f"{args.model}: exact match {acc:.3f} on {args.n} held-out arith problems")
+    return 0

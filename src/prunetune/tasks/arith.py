@@ -1,0 +1,62 @@
+"""`arith`: the built-in multi-step arithmetic word problems (prunetune.arith) as a Task.
+
+The prompt is exactly the reference model's training format ("Question: ...\\nAnswer:", no chat
+template, no few-shot prefix), so the shipped reference model is scored the way it was trained.
+Scoring is exact match of the final number via `tasks.extract`, also the GRPO reward.
+"""
+
+from __future__ import annotations
+
+import re
+
+from prunetune import arith
+from prunetune.tasks.base import Example, check_limit
+from prunetune.tasks.extract import extract_answer, numbers_equal
+
+_FINAL = re.compile(r"####\s*-?\d+")
+DEFAULT_TEST_SIZE = 1000  # held-out problems served when no limit is given (200 gave +-1.5-3.5 points)
+
+
+class ArithTask:
+    name = "arith"
+
+    def __init__(
+        self,
+        min_steps: int = 2,
+        max_steps: int = 4,
+        max_number: int = 99,
+        max_value: int | None = None,
+        distractor_prob: float = 0.3,
+        size: int = DEFAULT_TEST_SIZE,
+    ):
+        self.options = dict(
+            min_steps=min_steps,
+            max_steps=max_steps,
+            max_number=max_number,
+            max_value=max_value,
+            distractor_prob=distractor_prob,
+        )
+        self.size = size
+        self.stop = ["\nQuestion:"]
+
+    def examples(self, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Example]:
+        """`limit` (default `size`) generated problems of `split`; train and test never overlap."""
+        check_limit(limit)
+        records = arith.generate_problems(limit or self.size, split=split, seed=seed, **self.options)
+        return [
+            Example(r["id"], r["question"], str(r["final"]), {"solution": r["answer"], "spec": r["spec"]})
+            for r in records
+        ]
+
+    def build_prompt(self, example: Example, tokenizer) -> str:
+        return arith.prompt_text(example.prompt)
+
+    def extract(self, completion: str) -> str | None:
+        return extract_answer(completion)
+
+    def score(self, example: Example, completion: str) -> float:
+        return float(numbers_equal(self.extract(completion), example.target))
+
+    def format_ok(self, completion: str) -> bool:
+        """The training format's explicit final line `#### <integer>`."""
+        return _FINAL.search(completion) is not None

@@ -88,6 +88,8 @@ class RecoveryConfig:
     """distill only: previous (the model before this iteration's cut) | dense (the original model)."""
     reward_task: str | None = None
     """grpo only: the task whose score is the reward (default: the gate / first evaluation task)."""
+    reward_task_options: dict = field(default_factory=dict)
+    """grpo only: options for the reward task (e.g. {data: math_train.jsonl}); default: its evaluation options."""
     correctness_weight: float = 0.9
     format_weight: float = 0.1
     carry_optimizer: bool = False

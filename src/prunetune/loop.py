@@ -82,8 +82,14 @@ def shape_of(recipe: Recipe) -> ModelShape:
     return ModelShape.from_config(AutoConfig.from_pretrained(name))
 
 
-def validate_recipe(recipe: Recipe) -> tuple[ModelShape, list[Step], list[ModelShape]]:
-    """Every name and constraint checked before any weight is loaded; returns the planned shapes."""
+def validate_recipe(
+    recipe: Recipe, *, for_run: bool = False
+) -> tuple[ModelShape, list[Step], list[ModelShape]]:
+    """Every key, name and constraint checked before any weight is loaded; returns the planned shapes.
+
+    Local files (model, data, calibration) are checked only `for_run`: a paper-scale recipe must
+    validate and plan on a machine that holds none of them.
+    """
     from prunetune.pruning import importance
     from prunetune.recovery import TUNERS, resolve_config
     from prunetune.tasks import get_task
@@ -113,19 +119,24 @@ def validate_recipe(recipe: Recipe) -> tuple[ModelShape, list[Step], list[ModelS
             raise UserError("recovery.global_schedule needs recovery.config.max_steps (steps per iteration)")
     for name in recipe.evaluation.tasks:
         get_task(name, **recipe.evaluation.task_options.get(name, {}))
+    if recipe.recovery.method == "grpo":
+        name = recipe.recovery.reward_task or recipe.gate.task or recipe.evaluation.tasks[0]
+        get_task(
+            name, **(recipe.recovery.reward_task_options or recipe.evaluation.task_options.get(name, {}))
+        )
     gate_task = recipe.gate.task or (recipe.evaluation.tasks[0] if recipe.evaluation.tasks else None)
     if recipe.gate.max_drop is not None and gate_task not in recipe.evaluation.tasks:
         raise UserError(
             f"gate.task '{gate_task}' must be one of evaluation.tasks ({', '.join(recipe.evaluation.tasks)})"
         )
-    if p.calibration != "arith" and not Path(p.calibration).exists():
-        raise UserError(f"prune.calibration: '{p.calibration}' does not exist")
-    if (
-        recipe.recovery.method not in ("none", "grpo")
-        and recipe.recovery.data != "arith"
-        and not Path(recipe.recovery.data).exists()
-    ):
-        raise UserError(f"recovery.data: '{recipe.recovery.data}' does not exist")
+    if for_run:
+        resolve_model_path(recipe.model)
+        files = [("prune.calibration", p.calibration), ("prune.general", p.general)]
+        if recipe.recovery.method not in ("none", "grpo"):
+            files.append(("recovery.data", recipe.recovery.data))
+        for key, value in files:
+            if value and value != "arith" and not Path(value).exists():
+                raise UserError(f"{key}: '{value}' does not exist")
     shape = shape_of(recipe)
     steps = plan_steps(recipe, shape)
     shapes = validate_steps(shape, steps, constraints_of(recipe))
@@ -139,7 +150,7 @@ class Loop:
         self.out = Path(recipe.output_dir)
         self.progress = progress
         self.restart = restart
-        self.dense_shape, self.steps, _ = validate_recipe(recipe)
+        self.dense_shape, self.steps, _ = validate_recipe(recipe, for_run=True)
         self.recovery_cfg = None
         self.t0 = time.time()
 
@@ -246,7 +257,9 @@ class Loop:
             from prunetune.tasks.reward import grpo_records, reward_function
 
             name = r.reward_task or self.recipe.gate.task or self.recipe.evaluation.tasks[0]
-            task = get_task(name, **self.recipe.evaluation.task_options.get(name, {}))
+            task = get_task(
+                name, **(r.reward_task_options or self.recipe.evaluation.task_options.get(name, {}))
+            )
             examples = task.examples(
                 split="train", limit=size, seed=self.recipe.seed * 1000 + chunk_index + 1
             )

@@ -78,7 +78,11 @@ def run(args) -> int:
     widths = [max(len(r[j]) for r in [head] + rows) for j in range(len(head))]
     print(
         f"{recipe.model} ({shape.model_type}){' one-shot' if recipe.one_shot else ''}: "
-        f"target keep {recipe.target.keep} of non-embedding parameters"
+        + (
+            f"target: keep {recipe.target.keep:.0%} of non-embedding parameters"
+            if recipe.target.keep and not recipe.schedule.mlp_neurons_per_iteration
+            else "explicit amounts per iteration"
+        )
     )
     for r in [head] + rows:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))

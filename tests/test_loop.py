@@ -1,0 +1,232 @@
+"""The Prune-Tune Loop end to end on tiny models: tree, resume after SIGKILL, gate rollback, one-shot budget."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from prunetune.config import load_recipe
+from prunetune.errors import UserError
+from prunetune.io import read_jsonl
+from prunetune.loop import run
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "recipes" / "smoke.yaml"
+FAST = [
+    "evaluation.limit=4",
+    "evaluation.max_new_tokens=8",
+    "recovery.config.max_steps=2",
+    "prune.calibration_samples=4",
+    "recovery.chunk_size=16",
+]
+
+
+def _recipe(tmp_path, *overrides):
+    return load_recipe(SMOKE, [f"output_dir={tmp_path / 'run'}", *FAST, *overrides])
+
+
+def test_three_iterations_write_the_expected_tree(tmp_path):
+    recipe = _recipe(tmp_path, "iterations=3", "schedule.kv_groups={3: 1}", "schedule.layers={2: 1}")
+    summary = run(recipe, progress=False)
+    out = Path(recipe.output_dir)
+    assert summary["completed_iterations"] == 3
+    for name in (
+        "recipe.yaml",
+        "metrics.jsonl",
+        "summary.json",
+        "report.md",
+        "report.html",
+        "log.txt",
+        "accuracy_vs_params_arith.png",
+        "recovery_loss.png",
+        "baseline/eval.json",
+    ):
+        assert (out / name).exists(), name
+    assert os.readlink(out / "final") == "iteration_03"
+    saved = json.loads((out / "summary.json").read_text())
+    for key in ("baseline", "final"):
+        assert {"params", "non_embedding_params", "metrics"} <= set(saved[key])
+        assert "accuracy" in saved[key]["metrics"]["arith"]
+    assert saved["final"]["non_embedding_params"] <= 0.5 * saved["baseline"]["non_embedding_params"]
+    shapes = []
+    for i in (1, 2, 3):
+        d = out / f"iteration_{i:02d}"
+        model = AutoModelForCausalLM.from_pretrained(d)  # stock loader, every iteration
+        shapes.append(
+            (model.config.intermediate_size, model.config.num_key_value_heads, model.config.num_hidden_layers)
+        )
+        history = json.loads((d / "prunetune_history.json").read_text())
+        assert len(history) == i
+        assert (d / "eval" / "arith.predictions.jsonl").is_file()
+    assert shapes[1][2] == 3 and shapes[2][1] == 1  # a layer in iteration 2, a KV group in iteration 3
+    events = [m["event"] for m in read_jsonl(out / "metrics.jsonl")]
+    assert events[0] == "baseline" and events.count("prune") == 3 and events.count("eval") == 3
+    assert "recover" in events
+    assert "| 3 |" in (out / "report.md").read_text()
+
+
+def _cli(out, *extra, crash=None):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    if crash:
+        env["PRUNETUNE_CRASH_AT"] = crash
+    cmd = [
+        sys.executable,
+        "-m",
+        "prunetune",
+        "run",
+        str(SMOKE),
+        f"output_dir={out}",
+        *FAST,
+        *extra,
+        "--no-progress",
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("crash", ["recover:2", "save:2"])
+def test_resume_after_sigkill(tmp_path, crash):
+    out = tmp_path / "run"
+    killed = _cli(out, crash=crash)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (out / "iteration_01" / "loop_state.json").is_file()
+    assert not (out / "iteration_02").exists()  # the interrupted iteration never appears half-written
+    if crash.startswith("save"):
+        assert [p for p in out.iterdir() if p.name.startswith(".iteration_02.tmp-")]
+    before = (out / "iteration_01" / "model.safetensors").read_bytes()
+    done = _cli(out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "iteration_01" / "model.safetensors").read_bytes() == before  # completed work untouched
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completed_iterations"] == 2
+    reference = _recipe(tmp_path / "ref")
+    expected = run(reference, progress=False)
+    assert summary["final"]["params"] == expected["final"]["params"]
+    AutoModelForCausalLM.from_pretrained(out / "final")
+    iters = [m["iteration"] for m in read_jsonl(out / "metrics.jsonl") if m["event"] == "prune"]
+    assert iters == [1, 2]  # the interrupted attempt's log lines were dropped on resume
+
+
+def test_gate_violation_rolls_back_and_halves_the_step(tmp_path):
+    # max_drop < 0 demands an improvement no random model makes: every iteration violates the gate
+    recipe = _recipe(
+        tmp_path, "iterations=1", "gate.max_drop=-0.5", "gate.max_retries=1", "schedule.kv_groups={}"
+    )
+    summary = run(recipe, progress=False)
+    metrics = read_jsonl(Path(recipe.output_dir) / "metrics.jsonl")
+    prunes = [m for m in metrics if m["event"] == "prune"]
+    assert [m["attempt"] for m in prunes] == [0, 1]
+    first, second = prunes[0]["step"]["mlp_neurons"], prunes[1]["step"]["mlp_neurons"]
+    assert second == first // 2 // 8 * 8 and second < first  # half the step, still a multiple of round_to
+    assert prunes[1]["intermediate_size"] == 96 - second  # retried from the restored dense model
+    assert summary["rollbacks"] == 1 and "gate violated" in summary["stopped_reason"]
+    assert summary["completed_iterations"] == 0 and summary["final"] is None
+
+
+def test_gate_stop(tmp_path):
+    recipe = _recipe(tmp_path, "gate.max_drop=-0.5", "gate.on_violation=stop")
+    summary = run(recipe, progress=False)
+    assert summary["rollbacks"] == 0 and summary["completed_iterations"] == 0
+    assert not list(Path(recipe.output_dir).glob("iteration_*"))
+
+
+def test_one_shot_spends_the_same_budget(tmp_path):
+    grad = run(_recipe(tmp_path / "g"), progress=False)
+    one = run(_recipe(tmp_path / "o", "one_shot=true"), progress=False)
+    assert one["completed_iterations"] == 1 and grad["completed_iterations"] == 2
+    assert one["recovery_steps"] == grad["recovery_steps"]
+    assert one["tokens"] == grad["tokens"]
+    assert one["final"]["params"] == grad["final"]["params"]
+
+
+def test_changed_recipe_against_existing_run_is_an_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    run(_recipe(tmp_path, "iterations=1", "schedule.kv_groups={}"), progress=False)
+    before = (out / "iteration_01" / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    rc = run_cli("run", SMOKE, f"output_dir={out}", *FAST, "iterations=1", "schedule.kv_groups={}", "seed=5")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "differs at 'seed'" in err[0]
+    assert (out / "iteration_01" / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["recovery.methd=cpt"], "unknown recipe key 'recovery.methd' (did you mean 'method'?)"),
+        (["target.keep=0.001"], "impossible"),
+        (["model=/no/such/model"], "does not exist"),
+        (["recovery.method=cpd"], "did you mean 'cpt'"),
+        (["schedule.layers={9: 1}"], "outside 1..2"),
+        (["evaluation.tasks=[arithm]"], "did you mean 'arith'"),
+        (["recovery.config.learning_rat=1"], "learning_rate"),
+    ],
+)
+def test_bad_recipes_fail_before_anything_runs(tmp_path, capsys, overrides, message):
+    out = tmp_path / "run"
+    rc = run_cli("run", SMOKE, f"output_dir={out}", *overrides)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_output_dir_holding_something_else(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("x")
+    assert run_cli("run", SMOKE, f"output_dir={out}") == 2
+    assert "holds no prunetune run" in capsys.readouterr().err
+    assert (out / "precious.txt").read_text() == "x"
+
+
+def test_every_shipped_recipe_validates_and_plans(capsys):
+    recipes = sorted((ROOT / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 2
+    for path in recipes:
+        assert run_cli("validate", path) == 0, path
+        assert run_cli("plan", path) == 0, path
+        text = path.read_text()
+        assert text.startswith("#"), f"{path.name} must open with a comment saying what it does"
+    out = capsys.readouterr().out
+    assert "final:" in out
+
+
+def test_plan_needs_no_weights(tmp_path, capsys):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "hidden_size": 4096,
+                "intermediate_size": 14336,
+                "num_hidden_layers": 32,
+                "num_attention_heads": 32,
+                "num_key_value_heads": 8,
+                "vocab_size": 128256,
+            }
+        )
+    )
+    assert (
+        run_cli(
+            "plan",
+            SMOKE,
+            "model=/absent",
+            f"model_config={cfg}",
+            "schedule.round_to=64",
+            "schedule.kv_groups={}",
+            "iterations=4",
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "14336" in out and "50.0%" in out or "49." in out
+
+
+def test_unknown_top_level_key_suggests():
+    with pytest.raises(UserError, match="did you mean 'iterations'"):
+        load_recipe(SMOKE, ["iteration=3"])

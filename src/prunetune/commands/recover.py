@@ -26,6 +26,25 @@ def register(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="recovery config overrides")
     p.set_defaults(handler=run)
+    p.__class__ = _intermixed(type(p))
+
+
+def _intermixed(cls):
+    """Let key=value overrides follow the options (argparse otherwise binds positionals in one chunk)."""
+
+    class Intermixed(cls):
+        _inside = False
+
+        def parse_known_args(self, args=None, namespace=None):
+            if self._inside:  # parse_known_intermixed_args calls back into parse_known_args
+                return super().parse_known_args(args, namespace)
+            self._inside = True
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._inside = False
+
+    return Intermixed
 
 
 _FLOAT = __import__("re").compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")

@@ -88,6 +88,8 @@ def prepare_teacher(teacher, student, dtype, device):
 
 
 def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> RecoveryResult:
+    args = training_args(cfg, ctx)
+    teacher = prepare_teacher(ctx.teacher, model, cfg["teacher_dtype"], args.device)
     if cfg["format"] == "text":
         examples = pack_blocks(
             tokenizer, record_texts(records, cfg["text_field"], cfg["template"]), cfg["max_length"]
@@ -101,8 +103,6 @@ def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> Rec
             messages_field=cfg["messages_field"],
             max_length=cfg["max_length"],
         )
-    args = training_args(cfg, ctx)
-    teacher = prepare_teacher(ctx.teacher, model, cfg["teacher_dtype"], args.device)
     mean_len = sum(len(e["input_ids"]) for e in examples) / len(examples)
     args.max_steps = plan_steps(cfg, args, len(examples), mean_len)
     return fit(

@@ -96,3 +96,10 @@ def test_carried_state_continues_adam_across_calls(tmp_path):
     )
     assert float(second.optimizer_state["model.norm.weight"]["step"]) == 4
     assert second.info["optimizer_state_skipped"] == 0
+
+
+def test_token_budget_sets_the_steps(tmp_path):
+    model, tok = tiny_model("llama")
+    cfg = {"template": TEMPLATE, "max_length": 16, "per_device_train_batch_size": 2, "max_tokens": 100}
+    res = recover(model, tok, "cpt", MEMO, cfg, work_dir=tmp_path, progress=False)
+    assert res.steps == 4 and res.tokens_seen == 4 * 2 * 16  # ceil(100 / 32) full batches

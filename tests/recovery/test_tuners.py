@@ -215,3 +215,23 @@ def test_nan_loss_stops_with_a_user_error(tmp_path, method):
             work_dir=tmp_path,
             progress=False,
         )
+
+
+def test_distill_on_completions_with_lora_and_bf16_teacher(tmp_path):
+    teacher, tok = tiny_model("llama", seed=1)
+    model, _ = tiny_model("llama", seed=2)
+    base_keys = set(model.state_dict())
+    cfg = {
+        **FAST,
+        "max_length": 64,
+        "max_steps": 3,
+        "format": "prompt_completion",
+        "alpha": 0.5,
+        "teacher_dtype": "bfloat16",
+        "lora": {"r": 4},
+    }
+    res = recover(model, tok, "distill", PAIRS, cfg, teacher=teacher, work_dir=tmp_path, progress=False)
+    assert teacher.dtype == torch.bfloat16 and set(model.state_dict()) == base_keys
+    assert len(res.metrics) == 3 and all(
+        m["kl"] > 0 and torch.isfinite(torch.tensor(m["loss"])) for m in res.metrics
+    )

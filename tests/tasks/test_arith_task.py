@@ -14,7 +14,7 @@ def test_registered_and_follows_protocol():
 def test_examples_come_from_the_generator_split():
     task = get_task("arith")
     test = task.examples("test", limit=50)
-    recs = arith.generate_problems(50, split="test", seed=0)
+    recs = arith.generate_problems(50, split="test", seed=0, max_number=20)
     assert [e.prompt for e in test] == [r["question"] for r in recs]
     assert [e.target for e in test] == [str(r["final"]) for r in recs]
     assert test[0].meta["solution"] == recs[0]["answer"]
@@ -43,3 +43,10 @@ def test_score_extract_and_format():
     assert task.score(ex, wrong) == 0.0
     assert task.format_ok(right) and not task.format_ok("12 + 3 = 15")
     assert task.score(ex, "I don't know") == 0.0
+
+
+def test_defaults_match_the_reference_models_training_setting():
+    from prunetune.reference import DATA_OPTIONS
+
+    options = get_task("arith").options
+    assert {k: options[k] for k in DATA_OPTIONS} == DATA_OPTIONS

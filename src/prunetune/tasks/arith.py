@@ -24,7 +24,7 @@ class ArithTask:
         self,
         min_steps: int = 2,
         max_steps: int = 4,
-        max_number: int = 99,
+        max_number: int = 20,  # the reference model's setting (prunetune.reference.DATA_OPTIONS)
         max_value: int | None = None,
         distractor_prob: float = 0.3,
         size: int = DEFAULT_TEST_SIZE,

@@ -71,7 +71,7 @@ def test_three_iterations_write_the_expected_tree(tmp_path):
 
 
 def _cli(out, *extra, crash=None):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
     if crash:
         env["PRUNETUNE_CRASH_AT"] = crash
     cmd = [
@@ -230,3 +230,32 @@ def test_plan_needs_no_weights(tmp_path, capsys):
 def test_unknown_top_level_key_suggests():
     with pytest.raises(UserError, match="did you mean 'iterations'"):
         load_recipe(SMOKE, ["iteration=3"])
+
+
+def test_torchrun_two_processes(tmp_path):
+    """Two CPU ranks (gloo): identical cuts and recovery on both (checked inside the loop), rank 0 writes."""
+    out = tmp_path / "run"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29531",
+        "-m",
+        "prunetune",
+        "run",
+        str(SMOKE),
+        f"output_dir={out}",
+        *FAST,
+        "iterations=1",
+        "schedule.kv_groups={}",
+        "--no-progress",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completed_iterations"] == 1
+    done = [m for m in read_jsonl(out / "metrics.jsonl") if m["event"] == "recovery_done"]
+    assert len(done) == 1 and done[0]["world_size"] == 2  # one writer, a two-rank recovery
+    AutoModelForCausalLM.from_pretrained(out / "final")

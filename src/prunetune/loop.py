@@ -355,6 +355,7 @@ class Loop:
     # ---- the loop ------------------------------------------------------------------------
     def run(self) -> dict:
         recipe = self.recipe
+        dist.init_if_needed()
         self._prepare_dir()
         _log_to(self.out / "log.txt")
         log.info(
@@ -428,6 +429,7 @@ class Loop:
             if r.method == "distill":
                 teacher = dense_teacher if r.teacher == "dense" else copy.deepcopy(model).eval()
             model, plan, optimizer_state = self._prune(model, tok, step, iteration, optimizer_state)
+            dist.check_same_model(model, f"pruning in iteration {iteration}")
             counts = count_params(model)
             self._metric(
                 {
@@ -451,6 +453,16 @@ class Loop:
                 state.tokens += res.tokens_seen
                 for m in res.metrics:
                     self._metric({"event": "recover", "iteration": iteration, "attempt": state.retries, **m})
+                dist.check_same_model(model, f"recovery in iteration {iteration}")
+                self._metric(
+                    {
+                        "event": "recovery_done",
+                        "iteration": iteration,
+                        "steps": res.steps,
+                        "tokens": res.tokens_seen,
+                        "world_size": res.info.get("world_size", 1),
+                    }
+                )
                 res_steps = res.steps
                 _crash_point(f"recover:{iteration}")
             else:

@@ -48,7 +48,7 @@ def run_demo(recipe_path: str | Path = RECIPE, overrides: list[str] | None = Non
 
     overrides = list(overrides or [])
     gradual = load_recipe(recipe_path, overrides)
-    oneshot = load_recipe(recipe_path, [f"output_dir={gradual.output_dir}-oneshot", *overrides, "one_shot=true"])
+    oneshot = load_recipe(recipe_path, [*overrides, f"output_dir={gradual.output_dir}-oneshot", "one_shot=true"])
     t0 = time.time()
     s_one = run(oneshot, restart=restart, progress=progress)
     s_grad = run(gradual, restart=restart, progress=progress)

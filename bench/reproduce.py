@@ -1,0 +1,377 @@
+"""Reproductions on the reference model: gradual vs one-shot compaction at EQUAL recovery budget.
+
+Every configuration is the demo recipe (`recipes/demo.yaml`: the reference model to 50% of its
+non-embedding parameters, MLP neurons every iteration plus one whole layer in the last) with
+`key=value` overrides, run by `prunetune run` in its own subprocess (one torch thread each, at most
+`--jobs` at once). Only the schedule changes between configurations; the total recovery budget
+(steps x batch = tokens) is the same, because `one_shot=true` multiplies the per-iteration steps and
+chunk by the number of iterations. The control is the DENSE model trained on the same budget with
+`prunetune recover` on exactly the records the one-shot run trains on, evaluated with
+`prunetune eval` on the same held-out problems (the evaluation set depends on the seed).
+
+The reference model is copied to `<work>/reference-<sha8>` before the first run so that every run of
+a grid uses the same weights even if the shipped model is rebuilt meanwhile. Runs resume: a run whose
+`summary.json` exists is not repeated.
+
+    .venv/bin/python bench/reproduce.py gradual_vs_oneshot --seeds 0 1 2 --jobs 2
+    .venv/bin/python bench/reproduce.py gradual_vs_oneshot --recoveries distill --budgets light
+    .venv/bin/python bench/reproduce.py gradual_vs_oneshot --write-only   # re-aggregate finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRUNETUNE = str(ROOT / ".venv" / "bin" / "prunetune")
+RECIPE = "recipes/demo.yaml"
+ITERATIONS = 4
+# Per-iteration budget of a 4-iteration run; other iteration counts keep the product constant.
+BUDGETS = {"light": {"max_steps": 30, "chunk_size": 480}, "generous": {"max_steps": 100, "chunk_size": 1600}}
+EVAL = {"limit": 300, "max_new_tokens": 128, "batch_size": 64}
+TRAIN = {"learning_rate": 1.0e-3, "warmup_ratio": 0.02, "per_device_train_batch_size": 16, "max_length": 128}
+
+# schedule label -> (iterations, overrides). `naive` is the paper's loop as first tried here (equal
+# cuts, a fresh optimizer and warm-up per round); `better` is the loop's options (front-loaded cuts,
+# AdamW moments carried across cuts, one global warm-up + cosine).
+NAIVE = ["schedule.shape=equal", "recovery.carry_optimizer=false", "recovery.global_schedule=false"]
+BETTER = ["schedule.shape=front_loaded", "recovery.carry_optimizer=true", "recovery.global_schedule=true"]
+SCHEDULES = {
+    "one_shot": ("one_shot", None, 4, ["one_shot=true"]),
+    "gradual_4_naive": ("gradual_4", "naive", 4, NAIVE),
+    "gradual_4_better": ("gradual_4", "better", 4, BETTER),
+    "gradual_8_naive": ("gradual_8", "naive", 8, NAIVE),
+    "gradual_8_better": ("gradual_8", "better", 8, BETTER),
+}
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    e.update(TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    return e
+
+
+def snapshot_reference(work: Path) -> Path:
+    """Copy the shipped reference model under a name fixed by its weights' hash (reused if present)."""
+    src = ROOT / "src" / "prunetune" / "assets" / "reference"
+    sha = hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest()[:8]
+    dst = work / f"reference-{sha}"
+    if not dst.is_dir():
+        tmp = work / f".reference-{sha}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        tmp.rename(dst)
+    return dst
+
+
+def budget_for(budget: str, iterations: int) -> tuple[int, int]:
+    """(max_steps, chunk_size) per iteration so that iterations x steps equals the 4-iteration total."""
+    b = BUDGETS[budget]
+    total_steps, total_records = b["max_steps"] * ITERATIONS, b["chunk_size"] * ITERATIONS
+    assert total_steps % iterations == 0 and total_records % iterations == 0
+    return total_steps // iterations, total_records // iterations
+
+
+def loop_command(model: Path, out: Path, schedule: str, recovery: str, budget: str, seed: int) -> list[str]:
+    _, _, iterations, extra = SCHEDULES[schedule]
+    steps, chunk = budget_for(budget, iterations)
+    # one_shot spends `iterations` x the per-iteration budget in its single recovery
+    if schedule == "one_shot":
+        steps, chunk = budget_for(budget, ITERATIONS)
+    cmd = [PRUNETUNE, "run", RECIPE, f"model={model}", f"output_dir={out}", f"seed={seed}"]
+    cmd += [f"iterations={iterations}", f"schedule.layers={{{iterations}: 1}}"]
+    cmd += [f"recovery.method={recovery}", f"recovery.chunk_size={chunk}"]
+    cmd += [f"recovery.config.max_steps={steps}", f"recovery.config.seed={seed}"]
+    cmd += [f"recovery.config.{k}={v}" for k, v in TRAIN.items()]
+    cmd += [f"evaluation.{k}={v}" for k, v in EVAL.items()]
+    if recovery == "distill":
+        cmd += ["recovery.teacher=previous"]
+    return cmd + extra
+
+
+def control_commands(model: Path, out: Path, budget: str, seed: int) -> tuple[list[list[str]], Path]:
+    """The dense model trained (cpt) on the one-shot run's exact records and steps, then evaluated."""
+    from prunetune.io import atomic_write_text
+    from prunetune.recovery_data import arith_records
+
+    steps, chunk = budget_for(budget, ITERATIONS)
+    steps, chunk = steps * ITERATIONS, chunk * ITERATIONS
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "data.jsonl"
+    if not data.is_file():  # chunk 0 of size chunk x iterations: what one_shot=true trains on
+        lines = [json.dumps(r) for r in arith_records(0, chunk, seed=seed)]
+        atomic_write_text(data, "\n".join(lines) + "\n")
+    ckpt, result = out / "model", out / "eval.json"
+    recover = [PRUNETUNE, "recover", str(model), "--out", str(ckpt), "--method", "cpt"]
+    recover += ["--data", str(data), "--quiet", f"max_steps={steps}", f"seed={seed}"]
+    recover += [f"{k}={v}" for k, v in TRAIN.items()]
+    evaluate = [PRUNETUNE, "eval", str(ckpt), "--tasks", "arith", "--seed", str(seed), "--out", str(result)]
+    evaluate += ["--limit", str(EVAL["limit"]), "--max-new-tokens", str(EVAL["max_new_tokens"])]
+    evaluate += ["--batch-size", str(EVAL["batch_size"]), "--no-progress"]
+    cmds = ([recover] if not (ckpt / "config.json").is_file() else []) + [evaluate]
+    return cmds, result
+
+
+def _run(cmds: list[list[str]], log: Path, done: Path) -> float:
+    if done.is_file():
+        return 0.0
+    start = time.time()
+    with open(log, "a") as f:
+        for cmd in cmds:
+            f.write("$ " + " ".join(cmd) + "\n")
+            f.flush()
+            rc = subprocess.run(cmd, cwd=ROOT, env=env(), stdout=f, stderr=subprocess.STDOUT).returncode
+            if rc != 0:
+                print(f"FAILED ({rc}): see {log}", flush=True)
+                return -1.0
+    wall = time.time() - start
+    print(f"done {done.parent.name} in {wall:.0f} s", flush=True)
+    return wall
+
+
+# ---- aggregation -------------------------------------------------------------------------------
+def aggregate(runs: list[dict], keys: tuple[str, ...], value: str = "accuracy") -> list[dict]:
+    """Group `runs` by `keys`; mean, sample std, min, max and n of `value` per group (first-seen order)."""
+    groups: dict[tuple, list[float]] = {}
+    for r in runs:
+        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r[value])
+    rows = []
+    for key, vals in groups.items():
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        rows.append(
+            {**dict(zip(keys, key)), "n": len(vals), "mean": statistics.fmean(vals), "std": sd}
+            | {"min": min(vals), "max": max(vals)}
+        )
+    return rows
+
+
+def collect(work: Path, recoveries, budgets, schedules, seeds) -> dict:
+    runs, controls, dense = [], [], {}
+    for rec in recoveries:
+        for budget in budgets:
+            for sched in schedules:
+                label, variant, iterations, _ = SCHEDULES[sched]
+                for seed in seeds:
+                    s = work / f"{rec}-{budget}-{sched}-s{seed}" / "summary.json"
+                    if not s.is_file():
+                        continue
+                    summ = json.loads(s.read_text())
+                    dense[seed] = summ["baseline"]["metrics"]["arith"]["accuracy"]
+                    runs.append(
+                        {"schedule": label, "variant": variant, "recovery": rec, "budget": budget}
+                        | {"seed": seed, "accuracy": summ["final"]["metrics"]["arith"]["accuracy"]}
+                        | {"non_embedding_params_kept": summ["non_embedding_params_kept"]}
+                        | {"iterations": iterations, "recovery_steps": summ["recovery_steps"]}
+                        | {"tokens": summ["tokens"], "wall_time_s": summ["wall_time"]}
+                    )
+    for budget in budgets:
+        for seed in seeds:
+            e = work / f"control-{budget}-s{seed}" / "eval.json"
+            if e.is_file():
+                res = json.loads(e.read_text())
+                acc = _find_accuracy(res)
+                steps = budget_for(budget, ITERATIONS)[0] * ITERATIONS
+                controls.append(
+                    {"schedule": "dense_control", "recovery": "cpt", "budget": budget, "seed": seed}
+                    | {"accuracy": acc, "non_embedding_params_kept": 1.0, "recovery_steps": steps}
+                )
+    return {"runs": runs, "controls": controls, "dense_by_seed": dense}
+
+
+def _find_accuracy(res) -> float:
+    """The arith accuracy in `prunetune eval --out` JSON (a list of {task, n, metrics})."""
+    for entry in res:
+        if entry["task"] == "arith":
+            return entry["metrics"]["accuracy"]
+    raise KeyError("arith accuracy")
+
+
+# ---- writing -----------------------------------------------------------------------------------
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "trl", "accelerate", "prunetune"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:
+            out[pkg] = "?"
+    return out
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical CPUs)"
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def _fmt(row: dict) -> str:
+    return f"{row['mean']:.3f} ± {row['std']:.3f} (n={row['n']}, {row['min']:.3f}-{row['max']:.3f})"
+
+
+def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
+    from prunetune.io import atomic_write_json, atomic_write_text
+
+    dense = list(data["dense_by_seed"].values())
+    payload = {
+        "dense_accuracy": statistics.fmean(dense) if dense else None,
+        "dense_accuracy_by_seed": {str(k): v for k, v in sorted(data["dense_by_seed"].items())},
+        "runs": data["runs"],
+        "controls": data["controls"],
+        "meta": meta,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / f"{name}.json", payload)
+
+    keys = ("recovery", "budget", "schedule", "variant")
+    rows = aggregate(data["runs"], keys) + aggregate(data["controls"], ("recovery", "budget", "schedule"))
+    walls = {tuple(r[k] for k in keys): r for r in aggregate(data["runs"], keys, "wall_time_s")}
+    lines = [
+        f"# {name}: gradual vs one-shot at equal recovery budget (reference model, 50% non-embedding)",
+        "",
+        f"Reference model: `{meta['model']}` (sha256 of model.safetensors starts `{meta['model_sha8']}`); "
+        f"dense accuracy (arith, {EVAL['limit']} held-out problems per seed, greedy): "
+        + (", ".join(f"seed {k}: {v:.3f}" for k, v in payload["dense_accuracy_by_seed"].items()) or "n/a"),
+        "",
+        "Accuracy after the last iteration: mean ± sample std over seeds (n, min-max). "
+        "`dense_control` is the dense model trained with cpt on the one-shot run's records and steps.",
+        "",
+        "| recovery | budget | schedule | variant | recovery steps | arith accuracy | wall s / run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    steps = {}
+    for r in data["runs"] + data["controls"]:
+        steps[(r["recovery"], r["budget"], r["schedule"], r.get("variant"))] = r["recovery_steps"]
+    for row in rows:
+        k = tuple(row.get(x) for x in keys)
+        wall = f"{walls[k]['mean']:.0f}" if k in walls else "-"
+        lines.append(
+            f"| {row['recovery']} | {row['budget']} | {row['schedule']} | {row.get('variant') or '-'} "
+            f"| {steps.get(k, '-')} | {_fmt(row)} | {wall} |"
+        )
+    lines += [
+        "",
+        "Per run (accuracy, fraction of non-embedding parameters kept):",
+        "",
+        "| recovery | budget | schedule | variant | seed | accuracy | kept |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in data["runs"] + data["controls"]:
+        lines.append(
+            f"| {r['recovery']} | {r['budget']} | {r['schedule']} | {r.get('variant') or '-'} | {r['seed']} "
+            f"| {r['accuracy']:.3f} | {r['non_embedding_params_kept']:.3f} |"
+        )
+    lines += [
+        "",
+        "## Setup",
+        "",
+        f"Recipe `{RECIPE}` with overrides. Budgets (4-iteration totals): "
+        + "; ".join(
+            f"{b}: {v['max_steps'] * ITERATIONS} steps x {TRAIN['per_device_train_batch_size']} sequences "
+            f"({v['chunk_size'] * ITERATIONS} records)"
+            for b, v in BUDGETS.items()
+        )
+        + f". Training: {TRAIN}. Evaluation: {EVAL}.",
+        "naive = equal cuts, fresh AdamW + warm-up per iteration; better = front-loaded cuts, AdamW moments "
+        "carried through the cuts, one global warm-up + cosine. Every schedule removes one whole layer in "
+        "its last iteration (one_shot: in its only one) and MLP neurons in every iteration.",
+        "",
+        "## Commands",
+        "",
+        "```bash",
+        meta["command"],
+        "```",
+        "",
+        "Each run is, for example:",
+        "",
+        "```bash",
+        *meta["example_commands"],
+        "```",
+        "",
+        f"Packages: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}. CPU: {meta['cpu']}; "
+        f"one torch thread per run, {meta['jobs']} runs at a time, machine shared with other jobs "
+        "(wall times are indicative only). Grid wall time: "
+        f"{meta['grid_wall_s']:.0f} s.",
+        "",
+    ]
+    atomic_write_text(out_dir / f"{name}.md", "\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("name", choices=["gradual_vs_oneshot"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--recoveries", nargs="+", default=["cpt"], choices=["cpt", "distill", "sft"])
+    p.add_argument("--budgets", nargs="+", default=["light"], choices=list(BUDGETS))
+    p.add_argument("--schedules", nargs="+", default=["one_shot", "gradual_4_naive", "gradual_4_better"])
+    p.add_argument("--no-control", action="store_true")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--work", default="runs/bench")
+    p.add_argument("--model-dir", help="use this reference snapshot instead of copying the shipped one")
+    p.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--suffix", default="", help="appended to the results name (e.g. _distill)")
+    p.add_argument("--write-only", action="store_true", help="only aggregate runs already finished")
+    a = p.parse_args(argv)
+    for s in a.schedules:
+        if s not in SCHEDULES:
+            p.error(f"unknown schedule {s}; choose from {', '.join(SCHEDULES)}")
+
+    work = (ROOT / a.work / a.name).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    model = Path(a.model_dir).resolve() if a.model_dir else snapshot_reference(work)
+    jobs, examples = [], []
+    for seed in a.seeds:  # seed-major, so a cut-short grid still has whole seeds
+        if not a.no_control:
+            for budget in a.budgets:
+                out = work / f"control-{budget}-s{seed}"
+                cmds, result = control_commands(model, out, budget, seed)
+                jobs.append((cmds, out / "log.txt", result))
+                if seed == a.seeds[0]:
+                    examples += [" ".join(c) for c in cmds]
+        for rec in a.recoveries:
+            for budget in a.budgets:
+                for sched in a.schedules:
+                    out = work / f"{rec}-{budget}-{sched}-s{seed}"
+                    cmd = loop_command(model, out, sched, rec, budget, seed)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    jobs.append(([cmd], work / f"{out.name}.log", out / "summary.json"))
+                    if seed == a.seeds[0]:
+                        examples.append(" ".join(cmd))
+    start = time.time()
+    if not a.write_only:
+        with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+            list(pool.map(lambda j: _run(*j), jobs))
+    meta = {
+        "model": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model),
+        "model_sha8": model.name.rsplit("-", 1)[-1],
+        "command": " ".join([".venv/bin/python", "bench/reproduce.py", *(argv or sys.argv[1:])]),
+        "example_commands": [e.replace(str(ROOT) + "/", "") for e in examples],
+        "versions": _versions(),
+        "cpu": _cpu(),
+        "jobs": a.jobs,
+        "grid_wall_s": time.time() - start,
+    }
+    data = collect(work, a.recoveries, a.budgets, a.schedules, a.seeds)
+    write_results(a.name + a.suffix, data, meta, Path(a.results))
+    print(f"wrote {a.results}/{a.name + a.suffix}.md and .json ({len(data['runs'])} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""bench/reproduce.py's pure helpers: grouping runs into mean ± spread rows, and equal budgets."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "bench" / "reproduce.py"
+_spec = importlib.util.spec_from_file_location("bench_reproduce", _PATH)
+reproduce = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reproduce)
+
+
+def test_aggregate_groups_by_keys_with_sample_std():
+    runs = [
+        {"schedule": "one_shot", "seed": 0, "accuracy": 0.5},
+        {"schedule": "gradual_4", "seed": 0, "accuracy": 0.2},
+        {"schedule": "one_shot", "seed": 1, "accuracy": 0.7},
+        {"schedule": "one_shot", "seed": 2, "accuracy": 0.6},
+    ]
+    rows = reproduce.aggregate(runs, ("schedule",))
+    assert [r["schedule"] for r in rows] == ["one_shot", "gradual_4"]
+    one = rows[0]
+    assert one["n"] == 3 and one["mean"] == pytest.approx(0.6)
+    assert one["std"] == pytest.approx(0.1)  # sample std of 0.5, 0.7, 0.6
+    assert (one["min"], one["max"]) == (0.5, 0.7)
+    assert rows[1] == {"schedule": "gradual_4", "n": 1, "mean": 0.2, "std": 0.0, "min": 0.2, "max": 0.2}
+
+
+def test_every_schedule_spends_the_same_total_recovery_budget():
+    for budget in reproduce.BUDGETS:
+        totals = set()
+        for _, _, iterations, _ in reproduce.SCHEDULES.values():
+            steps, chunk = reproduce.budget_for(budget, iterations)
+            totals.add((steps * iterations, chunk * iterations))
+        assert len(totals) == 1
+
+
+def test_one_shot_command_passes_the_per_iteration_budget_the_loop_multiplies():
+    cmd = reproduce.loop_command(Path("m"), Path("o"), "one_shot", "cpt", "light", 2)
+    steps = reproduce.BUDGETS["light"]["max_steps"]
+    assert f"recovery.config.max_steps={steps}" in cmd and "one_shot=true" in cmd and "iterations=4" in cmd
+    cmd8 = reproduce.loop_command(Path("m"), Path("o"), "gradual_8_naive", "cpt", "light", 2)
+    assert f"recovery.config.max_steps={steps // 2}" in cmd8 and "schedule.layers={8: 1}" in cmd8

@@ -5,6 +5,30 @@ from __future__ import annotations
 from prunetune.errors import UserError
 
 
+def calibration_inputs(
+    tokenizer,
+    source: str | None,
+    general: str | None = None,
+    *,
+    field: str = "text",
+    limit: int = 64,
+    max_length: int = 256,
+    seed: int = 0,
+) -> tuple[list[dict], list[dict] | None]:
+    """Tokenised reasoning calibration batches, and general-text batches (for `ptl`) when given."""
+    from prunetune.pruning.importance import calibration_batches
+
+    batches = calibration_batches(
+        tokenizer, calibration_texts(source, field=field, limit=limit, seed=seed), max_length=max_length
+    )
+    general_batches = None
+    if general:
+        general_batches = calibration_batches(
+            tokenizer, calibration_texts(general, field=field, limit=limit), max_length=max_length
+        )
+    return batches, general_batches
+
+
 def calibration_texts(
     source: str | None, *, field: str = "text", limit: int = 64, seed: int = 0
 ) -> list[str]:

@@ -217,24 +217,18 @@ class Loop:
         return metrics.get(name, {}).get("accuracy") if name else None
 
     def _calibration(self, tok, iteration: int):
-        from prunetune.calibration import calibration_texts
-        from prunetune.pruning.importance import calibration_batches
+        from prunetune.calibration import calibration_inputs
 
         p = self.recipe.prune
-        texts = calibration_texts(
+        batches, general = calibration_inputs(
+            tok,
             p.calibration,
+            p.general,
             field=p.text_field,
             limit=p.calibration_samples,
+            max_length=p.max_length,
             seed=self.recipe.seed * 1000 + iteration,
         )
-        batches = calibration_batches(tok, texts, max_length=p.max_length)
-        general = None
-        if p.general:
-            general = calibration_batches(
-                tok,
-                calibration_texts(p.general, field=p.text_field, limit=p.calibration_samples),
-                max_length=p.max_length,
-            )
         return batches, general
 
     def _budget_multiplier(self) -> int:

@@ -129,15 +129,7 @@ def validate_steps(shape: ModelShape, steps: list[Step], constraints: Constraint
     shapes = [shape]
     for i, st in enumerate(steps, 1):
         cur = shapes[-1]
-        dry = PruningPlan(
-            mlp_neurons={j: list(range(st.mlp_neurons)) for j in range(cur.num_hidden_layers)}
-            if st.mlp_neurons
-            else {},
-            kv_groups={j: list(range(st.kv_groups)) for j in range(cur.num_hidden_layers)}
-            if st.kv_groups
-            else {},
-            layers=list(range(st.layers)),
-        )
+        dry = PruningPlan.amounts(cur, mlp=st.mlp_neurons, kv=st.kv_groups, layers=st.layers)
         try:
             shapes.append(dry.validate(cur, constraints))
         except UserError as e:

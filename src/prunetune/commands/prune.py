@@ -43,7 +43,7 @@ def _layer_ids(text: str | None) -> list[int]:
 def run(args) -> int:
     from pathlib import Path
 
-    from prunetune.calibration import calibration_texts
+    from prunetune.calibration import calibration_inputs
     from prunetune.checkpoint import (
         count_params,
         load_model,
@@ -53,7 +53,6 @@ def run(args) -> int:
     )
     from prunetune.errors import UserError
     from prunetune.models.shape import ModelShape
-    from prunetune.pruning.importance import calibration_batches
     from prunetune.pruning.plan import Constraints
     from prunetune.pruning.prune import StepSpec, prune_step
     from prunetune.pruning.select import mlp_count
@@ -88,17 +87,15 @@ def run(args) -> int:
         raise UserError(
             "nothing to remove: give --mlp-fraction/--mlp-neurons, --kv-groups or --layers/--layer-ids"
         )
-    texts = calibration_texts(
-        args.calibration, field=args.text_field, limit=args.calibration_samples, seed=args.seed
+    batches, general = calibration_inputs(
+        tok,
+        args.calibration,
+        args.general,
+        field=args.text_field,
+        limit=args.calibration_samples,
+        max_length=args.max_length,
+        seed=args.seed,
     )
-    batches = calibration_batches(tok, texts, max_length=args.max_length)
-    general = None
-    if args.general:
-        general = calibration_batches(
-            tok,
-            calibration_texts(args.general, field=args.text_field, limit=args.calibration_samples),
-            max_length=args.max_length,
-        )
     before = count_params(model)
     plan, _ = prune_step(model, spec, batches, general=general, constraints=constraints, seed=args.seed)
     after = count_params(model)

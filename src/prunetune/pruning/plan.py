@@ -29,6 +29,18 @@ class PruningPlan:
     layers: list[int] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 
+    @classmethod
+    def amounts(
+        cls, shape: ModelShape, *, mlp: int = 0, kv: int = 0, layers: list[int] | int = 0
+    ) -> PruningPlan:
+        """A plan with these counts and placeholder indices: validating it checks the amounts alone."""
+        per_layer = range(shape.num_hidden_layers)
+        return cls(
+            mlp_neurons={i: list(range(mlp)) for i in per_layer} if mlp else {},
+            kv_groups={i: list(range(kv)) for i in per_layer} if kv else {},
+            layers=list(layers) if isinstance(layers, list) else list(range(layers)),
+        )
+
     # ---- counts ---------------------------------------------------------------------------
     @property
     def mlp_per_layer(self) -> int:
@@ -43,7 +55,9 @@ class PruningPlan:
 
     def shape_after(self, shape: ModelShape) -> ModelShape:
         return shape.after(
-            mlp_removed=self.mlp_per_layer, kv_groups_removed=self.kv_per_layer, layers_removed=len(self.layers)
+            mlp_removed=self.mlp_per_layer,
+            kv_groups_removed=self.kv_per_layer,
+            layers_removed=len(self.layers),
         )
 
     # ---- validation -----------------------------------------------------------------------
@@ -75,14 +89,18 @@ class PruningPlan:
         return after
 
     @staticmethod
-    def _check_uniform(key: str, per_layer: dict[int, list[int]], num_layers: int, width: int, what: str) -> None:
+    def _check_uniform(
+        key: str, per_layer: dict[int, list[int]], num_layers: int, width: int, what: str
+    ) -> None:
         if not per_layer:
             return
         if sorted(per_layer) != list(range(num_layers)):
             raise UserError(f"plan.{key}: must name every layer 0..{num_layers - 1} (uniform pruning)")
         counts = {len(v) for v in per_layer.values()}
         if len(counts) != 1:
-            raise UserError(f"plan.{key}: the same number of {what} must be removed from every layer, got {sorted(counts)}")
+            raise UserError(
+                f"plan.{key}: the same number of {what} must be removed from every layer, got {sorted(counts)}"
+            )
         n = counts.pop()
         if n >= width:
             raise UserError(f"plan.{key}: removing {n} of {width} {what} per layer leaves none")

@@ -104,14 +104,8 @@ def prune_step(
 ) -> tuple[PruningPlan, OptimizerState | None]:
     """Decide, validate, then cut. Validation of the AMOUNTS happens before any scoring work."""
     shape = ModelShape.from_config(model.config)
-    dry = PruningPlan(
-        mlp_neurons={i: list(range(spec.mlp_neurons)) for i in range(shape.num_hidden_layers)}
-        if spec.mlp_neurons
-        else {},
-        kv_groups={i: list(range(spec.kv_groups)) for i in range(shape.num_hidden_layers)}
-        if spec.kv_groups
-        else {},
-        layers=list(spec.layer_ids) or list(range(spec.layers)),
+    dry = PruningPlan.amounts(
+        shape, mlp=spec.mlp_neurons, kv=spec.kv_groups, layers=list(spec.layer_ids) or spec.layers
     )
     dry.validate(shape, constraints)
     plan = decide(model, spec, calibration, general=general, seed=seed, progress=progress)

@@ -32,7 +32,9 @@ MODEL_CONFIG = dict(
     eos_token_id=2,
 )
 VOCAB_SIZE = 512
-DATA_OPTIONS = dict(min_steps=2, max_steps=4, max_number=20)  # small numbers: the plan, not carries, is hard
+DATA_OPTIONS = dict(
+    min_steps=2, max_steps=3, max_number=20, distractor_prob=0.15
+)  # small numbers: the plan, not carries, is hard
 EVAL_SEED = 0  # held-out problems: arith test split, seed 0 (the same ones the `arith` task serves)
 MAX_NEW_TOKENS = 96
 _FINAL = re.compile(r"####\s*(-?\d+)")
@@ -109,6 +111,7 @@ def exact_match(
     for i in tqdm(range(0, len(records), batch_size), disable=not progress, desc="eval", leave=False):
         chunk = records[i : i + batch_size]
         enc = tokenizer([arith.prompt_text(r["question"]) for r in chunk], return_tensors="pt", padding=True)
+        enc = {k: v.to(model.device) for k, v in enc.items()}
         with torch.no_grad():
             out = model.generate(
                 **enc,
@@ -117,7 +120,7 @@ def exact_match(
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
-        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :].cpu(), skip_special_tokens=True)
         correct += sum(extract_final(t) == r["final"] for t, r in zip(texts, chunk))
     model.train(was_training)
     return correct / max(1, len(records))
@@ -137,6 +140,7 @@ def build(
     final_eval_n: int = 1000,
     model_overrides: dict | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict:
     """Train the reference model from scratch and save it atomically to `out_dir`; returns the build card.
 
@@ -158,7 +162,7 @@ def build(
         raise UserError(f"--steps must be at least 1, got {steps}")
     t0 = time.time()
     tokenizer = build_tokenizer(seed)
-    model = new_model(tokenizer, seed, **(model_overrides or {}))
+    model = new_model(tokenizer, seed, **(model_overrides or {})).to(device)
     train = _encode(
         tokenizer, arith.generate_problems(steps * batch_size, split="train", seed=seed, **DATA_OPTIONS)
     )
@@ -186,6 +190,7 @@ def build(
     bar = tqdm(range(steps), disable=not progress, desc="reference build")
     for step in bar:
         batch = _batch(train[step * batch_size : (step + 1) * batch_size], tokenizer.pad_token_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -239,8 +244,12 @@ def build(
         "total_wall_time_s": round(time.time() - t0, 1),
         "torch_threads": torch.get_num_threads(),
         "trajectory": trajectory,
-        "command": f"prunetune reference build --out {out_dir} --steps {steps} --seed {seed}",
+        "device": device,
+        "command": f"prunetune reference build --out {out_dir} --steps {steps} --seed {seed}"
+        + (f" --batch-size {batch_size}" if batch_size != 16 else "")
+        + (f" --device {device}" if device != "cpu" else ""),
     }
+    model.to("cpu")
     save_checkpoint(
         model,
         tokenizer,
@@ -250,6 +259,12 @@ def build(
     )
     atomic_write_text(out_dir / "README.md", model_card(card))
     return card
+
+
+def _where(card: dict) -> str:
+    if card.get("device", "cpu") != "cpu":
+        return f"one GPU ({card['device']})"
+    return f"CPU with {card['torch_threads']} torch thread(s)"
 
 
 def model_card(card: dict) -> str:
@@ -278,9 +293,9 @@ num_key_value_heads {cfg["num_key_value_heads"]}, head_dim {cfg["head_dim"]}, ti
 Training: {card["steps"]} AdamW steps of {card["batch_size"]} problems (loss on the answer only), peak learning
 rate {card["learning_rate"]}, {card["warmup_steps"]} warm-up steps then cosine decay to 10%, weight decay
 {card["weight_decay"]}, seed {card["seed"]}; {card["train_wall_time_s"]:.0f} s of training
-({card["total_wall_time_s"]:.0f} s in all) on CPU with {card["torch_threads"]} torch thread(s).
+({card["total_wall_time_s"]:.0f} s in all) on {_where(card)}.
 
-Rebuild exactly: `{card["command"]}`
+Rebuild: `{card["command"]}`{" (a GPU build is not bit-identical to a CPU one)" if card.get("device", "cpu") != "cpu" else ""}
 
 | step | exact match | problems | train loss | wall time (s) |
 |---|---|---|---|---|

@@ -14,7 +14,9 @@ def test_registered_and_follows_protocol():
 def test_examples_come_from_the_generator_split():
     task = get_task("arith")
     test = task.examples("test", limit=50)
-    recs = arith.generate_problems(50, split="test", seed=0, max_number=20)
+    from prunetune.reference import DATA_OPTIONS
+
+    recs = arith.generate_problems(50, split="test", seed=0, **DATA_OPTIONS)
     assert [e.prompt for e in test] == [r["question"] for r in recs]
     assert [e.target for e in test] == [str(r["final"]) for r in recs]
     assert test[0].meta["solution"] == recs[0]["answer"]

@@ -14,6 +14,8 @@ def register(sub):
         "--steps", type=int, default=800, help="AdamW steps of 16 problems (the shipped model: 800)"
     )
     b.add_argument("--seed", type=int, default=0, help="seed for data, tokenizer and initialisation")
+    b.add_argument("--batch-size", type=int, default=16, help="problems per optimizer step")
+    b.add_argument("--device", default="cpu", help="cpu or cuda (a GPU build is fast but not bit-identical)")
     b.set_defaults(handler=run_build)
     e = actions.add_parser("eval", help="exact match of a reference-format model on held-out arith problems")
     e.add_argument(
@@ -29,7 +31,7 @@ def run_build(args) -> int:
 
     if args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
-    card = build(args.out, steps=args.steps, seed=args.seed)
+    card = build(args.out, steps=args.steps, seed=args.seed, batch_size=args.batch_size, device=args.device)
     print(
         f"wrote {args.out}: exact match {card['accuracy']:.3f} on {card['eval_n']} held-out problems, "
         f"{card['params']:,} parameters, {card['train_wall_time_s']:.0f} s of training"

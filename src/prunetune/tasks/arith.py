@@ -23,10 +23,10 @@ class ArithTask:
     def __init__(
         self,
         min_steps: int = 2,
-        max_steps: int = 4,
+        max_steps: int = 3,
         max_number: int = 20,  # the reference model's setting (prunetune.reference.DATA_OPTIONS)
         max_value: int | None = None,
-        distractor_prob: float = 0.3,
+        distractor_prob: float = 0.15,
         size: int = DEFAULT_TEST_SIZE,
     ):
         self.options = dict(

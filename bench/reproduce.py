@@ -9,7 +9,7 @@ chunk by the number of iterations. The control is the DENSE model trained on the
 `prunetune recover` on exactly the records the one-shot run trains on, evaluated with
 `prunetune eval` on the same held-out problems (the evaluation set depends on the seed).
 
-The reference model is copied to `<work>/reference-<sha8>` before the first run so that every run of
+The reference model is copied to `<work>/reference-<sha8>` (runs go to `<work>/<name>/<sha8>/`) before the first run so that every run of
 a grid uses the same weights even if the shipped model is rebuilt meanwhile. Runs resume: a run whose
 `summary.json` exists is not repeated.
 
@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -101,7 +102,9 @@ def loop_command(model: Path, out: Path, schedule: str, recovery: str, budget: s
     return cmd + extra
 
 
-def control_commands(model: Path, out: Path, budget: str, seed: int) -> tuple[list[list[str]], Path]:
+def control_commands(
+    model: Path, out: Path, budget: str, seed: int
+) -> tuple[list[list[str]], list[list[str]], Path]:
     """The dense model trained (cpt) on the one-shot run's exact records and steps, then evaluated."""
     from prunetune.io import atomic_write_text
     from prunetune.recovery_data import arith_records
@@ -120,8 +123,8 @@ def control_commands(model: Path, out: Path, budget: str, seed: int) -> tuple[li
     evaluate = [PRUNETUNE, "eval", str(ckpt), "--tasks", "arith", "--seed", str(seed), "--out", str(result)]
     evaluate += ["--limit", str(EVAL["limit"]), "--max-new-tokens", str(EVAL["max_new_tokens"])]
     evaluate += ["--batch-size", str(EVAL["batch_size"]), "--no-progress"]
-    cmds = ([recover] if not (ckpt / "config.json").is_file() else []) + [evaluate]
-    return cmds, result
+    todo = ([recover] if not (ckpt / "config.json").is_file() else []) + [evaluate]
+    return [recover, evaluate], todo, result
 
 
 def _run(cmds: list[list[str]], log: Path, done: Path) -> float:
@@ -295,7 +298,7 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
         "## Commands",
         "",
         "```bash",
-        meta["command"],
+        *meta["commands"],
         "```",
         "",
         "Each run is, for example:",
@@ -307,9 +310,14 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
         f"Packages: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}. CPU: {meta['cpu']}; "
         f"one torch thread per run, {meta['jobs']} runs at a time, machine shared with other jobs "
         "(wall times are indicative only). Grid wall time: "
-        f"{meta['grid_wall_s']:.0f} s.",
+        + "; ".join(f"{g['wall_s']:.0f} s" for g in meta["grids"])
+        + ".",
         "",
     ]
+    notes = out_dir / f"{name}.notes.md"
+    if notes.is_file():  # hand-written reading of the numbers, kept next to the generated table
+        at = lines.index("Per run (accuracy, fraction of non-embedding parameters kept):")
+        lines[at:at] = [notes.read_text().rstrip(), ""]
     atomic_write_text(out_dir / f"{name}.md", "\n".join(lines))
 
 
@@ -332,18 +340,20 @@ def main(argv: list[str] | None = None) -> int:
         if s not in SCHEDULES:
             p.error(f"unknown schedule {s}; choose from {', '.join(SCHEDULES)}")
 
-    work = (ROOT / a.work / a.name).resolve()
+    base = (ROOT / a.work).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    model = Path(a.model_dir).resolve() if a.model_dir else snapshot_reference(base)
+    work = base / a.name / model.name.rsplit("-", 1)[-1]  # runs are keyed by the weights they start from
     work.mkdir(parents=True, exist_ok=True)
-    model = Path(a.model_dir).resolve() if a.model_dir else snapshot_reference(work)
     jobs, examples = [], []
     for seed in a.seeds:  # seed-major, so a cut-short grid still has whole seeds
         if not a.no_control:
             for budget in a.budgets:
                 out = work / f"control-{budget}-s{seed}"
-                cmds, result = control_commands(model, out, budget, seed)
-                jobs.append((cmds, out / "log.txt", result))
+                every, todo, result = control_commands(model, out, budget, seed)
+                jobs.append((todo, out / "log.txt", result))
                 if seed == a.seeds[0]:
-                    examples += [" ".join(c) for c in cmds]
+                    examples += [shlex.join(c) for c in every]
         for rec in a.recoveries:
             for budget in a.budgets:
                 for sched in a.schedules:
@@ -352,20 +362,25 @@ def main(argv: list[str] | None = None) -> int:
                     out.parent.mkdir(parents=True, exist_ok=True)
                     jobs.append(([cmd], work / f"{out.name}.log", out / "summary.json"))
                     if seed == a.seeds[0]:
-                        examples.append(" ".join(cmd))
+                        examples.append(shlex.join(cmd))
     start = time.time()
+    grids_file = work / f"grids{a.suffix}.json"
+    grids = json.loads(grids_file.read_text()) if grids_file.is_file() else []
     if not a.write_only:
         with ThreadPoolExecutor(max_workers=a.jobs) as pool:
             list(pool.map(lambda j: _run(*j), jobs))
+        command = shlex.join([".venv/bin/python", "bench/reproduce.py", *(argv or sys.argv[1:])])
+        grids.append({"command": command, "wall_s": time.time() - start})
+        grids_file.write_text(json.dumps(grids, indent=1))
     meta = {
         "model": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model),
         "model_sha8": model.name.rsplit("-", 1)[-1],
-        "command": " ".join([".venv/bin/python", "bench/reproduce.py", *(argv or sys.argv[1:])]),
+        "commands": [g["command"] for g in grids],
+        "grids": grids,
         "example_commands": [e.replace(str(ROOT) + "/", "") for e in examples],
         "versions": _versions(),
         "cpu": _cpu(),
         "jobs": a.jobs,
-        "grid_wall_s": time.time() - start,
     }
     data = collect(work, a.recoveries, a.budgets, a.schedules, a.seeds)
     write_results(a.name + a.suffix, data, meta, Path(a.results))

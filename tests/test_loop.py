@@ -259,3 +259,23 @@ def test_torchrun_two_processes(tmp_path):
     done = [m for m in read_jsonl(out / "metrics.jsonl") if m["event"] == "recovery_done"]
     assert len(done) == 1 and done[0]["world_size"] == 2  # one writer, a two-rank recovery
     AutoModelForCausalLM.from_pretrained(out / "final")
+
+
+def test_builtin_recovery_and_calibration_data_match_the_arith_task():
+    """Recovery/calibration text must come from the distribution the task evaluates (and the reference learned)."""
+    from prunetune.calibration import calibration_texts
+    from prunetune.recovery_data import arith_records
+    from prunetune.tasks import get_task
+
+    task_numbers = {
+        int(n)
+        for e in get_task("arith").examples("test", limit=200)
+        for n in e.meta["spec"]["steps"]
+        for n in [n[1]]
+    }
+    rec = arith_records(0, 200)
+    assert max(task_numbers) <= 20
+    import re
+
+    for text in [r["question"] for r in rec] + calibration_texts("arith", limit=50):
+        assert max(int(x) for x in re.findall(r"\d+", text.split("Answer:")[0])) <= 20, text

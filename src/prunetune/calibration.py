@@ -39,10 +39,10 @@ def calibration_texts(
     """
     if source is None or source == "arith":
         from prunetune import arith
+        from prunetune.reference import DATA_OPTIONS
 
-        return [
-            arith.format_text(r) for r in arith.generate_problems(limit, split="train", seed=10_000 + seed)
-        ]
+        problems = arith.generate_problems(limit, split="train", seed=10_000 + seed, **DATA_OPTIONS)
+        return [arith.format_text(r) for r in problems]
     from prunetune.data import field_values, load_records
 
     records = load_records(source)

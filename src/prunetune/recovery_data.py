@@ -8,8 +8,11 @@ from functools import lru_cache
 def arith_records(index: int, size: int, seed: int = 0) -> list[dict]:
     """Chunk `index` of a seeded stream of training problems, with text / prompt / completion fields."""
     from prunetune import arith
+    from prunetune.reference import DATA_OPTIONS
 
-    problems = arith.generate_problems((index + 1) * size, split="train", seed=seed)[index * size :]
+    # the distribution the `arith` task evaluates and the reference model learned (not the generator's defaults)
+    problems = arith.generate_problems((index + 1) * size, split="train", seed=seed, **DATA_OPTIONS)
+    problems = problems[index * size :]
     return [
         {
             "text": arith.format_text(r),

@@ -279,3 +279,14 @@ def test_builtin_recovery_and_calibration_data_match_the_arith_task():
 
     for text in [r["question"] for r in rec] + calibration_texts("arith", limit=50):
         assert max(int(x) for x in re.findall(r"\d+", text.split("Answer:")[0])) <= 20, text
+
+
+def test_keep_last_drops_older_weights_but_keeps_their_records(tmp_path):
+    recipe = _recipe(tmp_path, "keep=last", "schedule.kv_groups={}")
+    run(recipe, progress=False)
+    out = Path(recipe.output_dir)
+    assert not (out / "iteration_01" / "model.safetensors").exists()
+    assert (out / "iteration_01" / "eval.json").is_file() and (
+        out / "iteration_01" / "prunetune_history.json"
+    ).is_file()
+    AutoModelForCausalLM.from_pretrained(out / "final")

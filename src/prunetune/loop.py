@@ -151,7 +151,6 @@ class Loop:
         self.progress = progress
         self.restart = restart
         self.dense_shape, self.steps, _ = validate_recipe(recipe, for_run=True)
-        self.recovery_cfg = None
         self.t0 = time.time()
 
     # ---- output directory ----------------------------------------------------------------
@@ -271,11 +270,7 @@ class Loop:
             schedule = GlobalSchedule(
                 total_steps=state.accepted_recovery_steps + per * remaining,
                 start_step=state.accepted_recovery_steps,
-                warmup_ratio=resolved["warmup_ratio"]
-                * (per * remaining)
-                / max(1, state.accepted_recovery_steps + per * remaining)
-                if state.accepted_recovery_steps == 0
-                else 0.0,
+                warmup_ratio=resolved["warmup_ratio"],  # only the run's first steps fall inside it
                 lr_scheduler_type=resolved["lr_scheduler_type"],
             )
         result = recover(

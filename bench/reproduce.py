@@ -55,6 +55,59 @@ SCHEDULES = {
     "gradual_8_naive": ("gradual_8", "naive", 8, NAIVE),
     "gradual_8_better": ("gradual_8", "better", 8, BETTER),
 }
+# The sensitivity experiments vary one thing each and otherwise use the loop's options (BETTER). Their
+# entries name their own layer schedule, so --layer-iteration does not apply to them.
+_NO_MLP = ["target.keep=null", "schedule.mlp_iterations=[]"]
+_EQUAL = ["schedule.shape=equal", "recovery.carry_optimizer=true", "recovery.global_schedule=true"]
+SCHEDULES |= {
+    # layers: a third of the layers (2 of 6) and nothing else, one per iteration vs both at once
+    "layers_gradual": ("layers_gradual", None, 2, [*BETTER, *_NO_MLP, "schedule.layers={1: 1, 2: 1}"]),
+    "layers_one_shot": (
+        "layers_one_shot",
+        None,
+        2,
+        [*BETTER, *_NO_MLP, "schedule.layers={1: 1, 2: 1}", "one_shot=true"],
+    ),
+    # step_size: MLP neurons only, to 50% of the non-embedding parameters in steps of ~5% vs ~17%
+    "step_5pct": ("step_5pct", None, 10, [*_EQUAL, "schedule.layers={}"]),
+    "step_17pct": ("step_17pct", None, 3, [*_EQUAL, "schedule.layers={}"]),
+    # order: MLP neurons in iterations 1-3 and the layer in 4, or the layer in 1 and neurons in 2-4
+    "neurons_then_layer": (
+        "neurons_then_layer",
+        None,
+        4,
+        [*BETTER, "schedule.mlp_iterations=[1, 2, 3]", "schedule.layers={4: 1}"],
+    ),
+    "layer_then_neurons": (
+        "layer_then_neurons",
+        None,
+        4,
+        [*BETTER, "schedule.mlp_iterations=[2, 3, 4]", "schedule.layers={1: 1}"],
+    ),
+    # adaptive: the demo's schedule with a fixed step vs the gate (rollback and halve the step when
+    # accuracy falls more than 5 points below dense); the gate spends extra steps on its retries
+    "fixed": ("fixed", None, 4, [*BETTER, "schedule.layers={1: 1}"]),
+    "gated": (
+        "gated",
+        None,
+        4,
+        [*BETTER, "schedule.layers={1: 1}", "gate.max_drop=0.05", "gate.on_violation=rollback"],
+    ),
+}
+EXPERIMENTS = {
+    "gradual_vs_oneshot": ["one_shot", "gradual_4_naive", "gradual_4_better"],
+    "layers": ["layers_one_shot", "layers_gradual"],
+    "step_size": ["step_17pct", "step_5pct"],
+    "order": ["neurons_then_layer", "layer_then_neurons"],
+    "adaptive": ["fixed", "gated"],
+}
+TITLES = {
+    "gradual_vs_oneshot": "gradual vs one-shot at equal recovery budget (reference model, 50% non-embedding)",
+    "layers": "two of six layers removed one per iteration vs both at once, equal budget",
+    "step_size": "50% of non-embedding parameters in MLP steps of ~5% vs ~17% of the parameters, equal budget",
+    "order": "MLP neurons then a layer vs a layer then MLP neurons, to the same 50% target, equal budget",
+    "adaptive": "the adaptive gate (rollback + half step) vs a fixed step, and the steps each spends",
+}
 
 
 def env() -> dict:
@@ -85,14 +138,16 @@ def budget_for(budget: str, iterations: int) -> tuple[int, int]:
     return total_steps // iterations, total_records // iterations
 
 
-def loop_command(model: Path, out: Path, schedule: str, recovery: str, budget: str, seed: int) -> list[str]:
+def loop_command(
+    model: Path, out: Path, schedule: str, recovery: str, budget: str, seed: int, layer_at: str = "last"
+) -> list[str]:
     _, _, iterations, extra = SCHEDULES[schedule]
+    # one_shot=true spends `iterations` x the per-iteration budget in its single recovery
     steps, chunk = budget_for(budget, iterations)
-    # one_shot spends `iterations` x the per-iteration budget in its single recovery
-    if schedule == "one_shot":
-        steps, chunk = budget_for(budget, ITERATIONS)
     cmd = [PRUNETUNE, "run", RECIPE, f"model={model}", f"output_dir={out}", f"seed={seed}"]
-    cmd += [f"iterations={iterations}", f"schedule.layers={{{iterations}: 1}}"]
+    cmd += [f"iterations={iterations}"]
+    if not any(x.startswith("schedule.layers=") for x in extra):
+        cmd += [f"schedule.layers={{{1 if layer_at == 'first' else iterations}: 1}}"]
     cmd += [f"recovery.method={recovery}", f"recovery.chunk_size={chunk}"]
     cmd += [f"recovery.config.max_steps={steps}", f"recovery.config.seed={seed}"]
     cmd += [f"recovery.config.{k}={v}" for k, v in TRAIN.items()]
@@ -102,10 +157,20 @@ def loop_command(model: Path, out: Path, schedule: str, recovery: str, budget: s
     return cmd + extra
 
 
+def control_method(recovery: str) -> str:
+    """The control trains the dense model like the runs it controls: sft for sft runs, else cpt."""
+    return "sft" if recovery == "sft" else "cpt"
+
+
+def control_dir(work: Path, method: str, budget: str, seed: int) -> Path:
+    # cpt controls keep their original name so earlier grids stay readable
+    return work / (f"control-{budget}-s{seed}" if method == "cpt" else f"control-{method}-{budget}-s{seed}")
+
+
 def control_commands(
-    model: Path, out: Path, budget: str, seed: int
+    model: Path, out: Path, budget: str, seed: int, method: str = "cpt"
 ) -> tuple[list[list[str]], list[list[str]], Path]:
-    """The dense model trained (cpt) on the one-shot run's exact records and steps, then evaluated."""
+    """The dense model trained (`method`) on the one-shot run's exact records and steps, then evaluated."""
     from prunetune.io import atomic_write_text
     from prunetune.recovery_data import arith_records
 
@@ -117,7 +182,7 @@ def control_commands(
         lines = [json.dumps(r) for r in arith_records(0, chunk, seed=seed)]
         atomic_write_text(data, "\n".join(lines) + "\n")
     ckpt, result = out / "model", out / "eval.json"
-    recover = [PRUNETUNE, "recover", str(model), "--out", str(ckpt), "--method", "cpt"]
+    recover = [PRUNETUNE, "recover", str(model), "--out", str(ckpt), "--method", method]
     recover += ["--data", str(data), "--quiet", f"max_steps={steps}", f"seed={seed}"]
     recover += [f"{k}={v}" for k, v in TRAIN.items()]
     evaluate = [PRUNETUNE, "eval", str(ckpt), "--tasks", "arith", "--seed", str(seed), "--out", str(result)]
@@ -178,16 +243,19 @@ def collect(work: Path, recoveries, budgets, schedules, seeds) -> dict:
                         | {"non_embedding_params_kept": summ["non_embedding_params_kept"]}
                         | {"iterations": iterations, "recovery_steps": summ["recovery_steps"]}
                         | {"tokens": summ["tokens"], "wall_time_s": summ["wall_time"]}
+                        | {"rollbacks": summ.get("rollbacks", 0)}
                     )
-    for budget in budgets:
-        for seed in seeds:
-            e = work / f"control-{budget}-s{seed}" / "eval.json"
-            if e.is_file():
+    for method in dict.fromkeys(control_method(r) for r in recoveries):
+        for budget in budgets:
+            for seed in seeds:
+                e = control_dir(work, method, budget, seed) / "eval.json"
+                if not e.is_file():
+                    continue
                 res = json.loads(e.read_text())
                 acc = _find_accuracy(res)
                 steps = budget_for(budget, ITERATIONS)[0] * ITERATIONS
                 controls.append(
-                    {"schedule": "dense_control", "recovery": "cpt", "budget": budget, "seed": seed}
+                    {"schedule": "dense_control", "recovery": method, "budget": budget, "seed": seed}
                     | {"accuracy": acc, "non_embedding_params_kept": 1.0, "recovery_steps": steps}
                 )
     return {"runs": runs, "controls": controls, "dense_by_seed": dense}
@@ -246,39 +314,41 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
     rows = aggregate(data["runs"], keys) + aggregate(data["controls"], ("recovery", "budget", "schedule"))
     walls = {tuple(r[k] for k in keys): r for r in aggregate(data["runs"], keys, "wall_time_s")}
     lines = [
-        f"# {name}: gradual vs one-shot at equal recovery budget (reference model, 50% non-embedding)",
+        f"# {name}: {TITLES[meta['experiment']]}",
         "",
         f"Reference model: `{meta['model']}` (sha256 of model.safetensors starts `{meta['model_sha8']}`); "
         f"dense accuracy (arith, {EVAL['limit']} held-out problems per seed, greedy): "
         + (", ".join(f"seed {k}: {v:.3f}" for k, v in payload["dense_accuracy_by_seed"].items()) or "n/a"),
         "",
         "Accuracy after the last iteration: mean ± sample std over seeds (n, min-max). "
-        "`dense_control` is the dense model trained with cpt on the one-shot run's records and steps.",
+        "`dense_control` is the dense model trained (method in the recovery column) on the one-shot run's "
+        "records and steps.",
         "",
         "| recovery | budget | schedule | variant | recovery steps | arith accuracy | wall s / run |",
         "|---|---|---|---|---|---|---|",
     ]
-    steps = {}
-    for r in data["runs"] + data["controls"]:
-        steps[(r["recovery"], r["budget"], r["schedule"], r.get("variant"))] = r["recovery_steps"]
+    all_runs = data["runs"] + data["controls"]
+    steps = {tuple(r.get(x) for x in keys): r for r in aggregate(all_runs, keys, "recovery_steps")}
     for row in rows:
         k = tuple(row.get(x) for x in keys)
         wall = f"{walls[k]['mean']:.0f}" if k in walls else "-"
+        st = f"{steps[k]['mean']:.0f}" if k in steps else "-"
         lines.append(
             f"| {row['recovery']} | {row['budget']} | {row['schedule']} | {row.get('variant') or '-'} "
-            f"| {steps.get(k, '-')} | {_fmt(row)} | {wall} |"
+            f"| {st} | {_fmt(row)} | {wall} |"
         )
     lines += [
         "",
         "Per run (accuracy, fraction of non-embedding parameters kept):",
         "",
-        "| recovery | budget | schedule | variant | seed | accuracy | kept |",
-        "|---|---|---|---|---|---|---|",
+        "| recovery | budget | schedule | variant | seed | accuracy | kept | steps | rollbacks |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["runs"] + data["controls"]:
         lines.append(
             f"| {r['recovery']} | {r['budget']} | {r['schedule']} | {r.get('variant') or '-'} | {r['seed']} "
-            f"| {r['accuracy']:.3f} | {r['non_embedding_params_kept']:.3f} |"
+            f"| {r['accuracy']:.3f} | {r['non_embedding_params_kept']:.3f} | {r['recovery_steps']} "
+            f"| {r.get('rollbacks', 0)} |"
         )
     lines += [
         "",
@@ -292,8 +362,14 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
         )
         + f". Training: {TRAIN}. Evaluation: {EVAL}.",
         "naive = equal cuts, fresh AdamW + warm-up per iteration; better = front-loaded cuts, AdamW moments "
-        "carried through the cuts, one global warm-up + cosine. Every schedule removes one whole layer in "
-        "its last iteration (one_shot: in its only one) and MLP neurons in every iteration.",
+        "carried through the cuts, one global warm-up + cosine (the other experiments use `better`'s options "
+        "and vary what their title says; each schedule's overrides are in `SCHEDULES` in bench/reproduce.py). "
+        + (
+            "Every schedule removes one whole layer in "
+            f"its {meta['layer_iteration']} iteration (one_shot: in its only one) and MLP neurons in every iteration."
+            if meta["experiment"] == "gradual_vs_oneshot"
+            else ""
+        ),
         "",
         "## Commands",
         "",
@@ -323,12 +399,18 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("name", choices=["gradual_vs_oneshot"])
+    p.add_argument("name", choices=list(EXPERIMENTS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--recoveries", nargs="+", default=["cpt"], choices=["cpt", "distill", "sft"])
     p.add_argument("--budgets", nargs="+", default=["light"], choices=list(BUDGETS))
-    p.add_argument("--schedules", nargs="+", default=["one_shot", "gradual_4_naive", "gradual_4_better"])
+    p.add_argument("--schedules", nargs="+", help="default: the experiment's own list")
     p.add_argument("--no-control", action="store_true")
+    p.add_argument(
+        "--layer-iteration",
+        choices=["first", "last"],
+        default="last",
+        help="which iteration removes the whole layer (use a separate --work per choice)",
+    )
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--work", default="runs/bench")
     p.add_argument("--model-dir", help="use this reference snapshot instead of copying the shipped one")
@@ -336,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suffix", default="", help="appended to the results name (e.g. _distill)")
     p.add_argument("--write-only", action="store_true", help="only aggregate runs already finished")
     a = p.parse_args(argv)
+    a.schedules = a.schedules or EXPERIMENTS[a.name]
     for s in a.schedules:
         if s not in SCHEDULES:
             p.error(f"unknown schedule {s}; choose from {', '.join(SCHEDULES)}")
@@ -348,17 +431,18 @@ def main(argv: list[str] | None = None) -> int:
     jobs, examples = [], []
     for seed in a.seeds:  # seed-major, so a cut-short grid still has whole seeds
         if not a.no_control:
-            for budget in a.budgets:
-                out = work / f"control-{budget}-s{seed}"
-                every, todo, result = control_commands(model, out, budget, seed)
-                jobs.append((todo, out / "log.txt", result))
-                if seed == a.seeds[0]:
-                    examples += [shlex.join(c) for c in every]
+            for method in dict.fromkeys(control_method(r) for r in a.recoveries):
+                for budget in a.budgets:
+                    out = control_dir(work, method, budget, seed)
+                    every, todo, result = control_commands(model, out, budget, seed, method)
+                    jobs.append((todo, out / "log.txt", result))
+                    if seed == a.seeds[0]:
+                        examples += [shlex.join(c) for c in every]
         for rec in a.recoveries:
             for budget in a.budgets:
                 for sched in a.schedules:
                     out = work / f"{rec}-{budget}-{sched}-s{seed}"
-                    cmd = loop_command(model, out, sched, rec, budget, seed)
+                    cmd = loop_command(model, out, sched, rec, budget, seed, a.layer_iteration)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     jobs.append(([cmd], work / f"{out.name}.log", out / "summary.json"))
                     if seed == a.seeds[0]:
@@ -381,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         "versions": _versions(),
         "cpu": _cpu(),
         "jobs": a.jobs,
+        "experiment": a.name,
+        "layer_iteration": a.layer_iteration,
     }
     data = collect(work, a.recoveries, a.budgets, a.schedules, a.seeds)
     write_results(a.name + a.suffix, data, meta, Path(a.results))

@@ -45,8 +45,8 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/smollm2-135m-instruct")
-    ap.add_argument("--mlp-scorers", default="activation,ptl,magnitude,random")
-    ap.add_argument("--layer-scorers", default="block_influence")
+    ap.add_argument("--mlp-scorers", default="activation,ptl,taylor,magnitude,random")
+    ap.add_argument("--layer-scorers", default="block_influence,skip_loss")
     ap.add_argument("--fractions", default="0.25,0.5")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--texts", type=int, default=60)
@@ -107,9 +107,12 @@ def main(argv=None) -> int:
         f"{args.texts} reasoning-gym gsm_symbolic question + worked solution texts (seed 4242), <= 256 tokens.",
         f"torch {torch.__version__}, transformers {transformers.__version__}; 2 shared CPU cores.",
         "",
-        "| scorer | removed | perplexity |",
-        "|---|---|---|",
-    ] + [f"| {r['method']} | {r['removed']} | {r['perplexity']:.2f} |" for r in rows]
+        "| scorer | removed | perplexity | x dense |",
+        "|---|---|---|---|",
+    ] + [
+        f"| {r['method']} | {r['removed']} | {r['perplexity']:.2f} | {r['perplexity'] / rows[0]['perplexity']:.2f} |"
+        for r in rows
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

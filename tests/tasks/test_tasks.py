@@ -171,3 +171,21 @@ def test_reward_function_has_trl_signature(tiny):
     )
     assert rewards == pytest.approx([1.0, 0.0, 1.0])
     assert fn.__name__ == "gsm_symbolic_reward"
+
+
+def test_fewshot_demonstrations_are_correct_and_bounded():
+    """Every shipped demonstration's worked arithmetic holds and ends at its stated answer; k is checked."""
+    import re
+
+    from prunetune.tasks.base import FEWSHOT_MATH, math_fewshot_text
+    from prunetune.tasks.extract import extract_answer
+
+    assert len(FEWSHOT_MATH) == 8
+    for question, cot, answer in FEWSHOT_MATH:
+        for expr, result in re.findall(r"((?:\d|\()[\d\s()+\-*/.]*?) = (\d+(?:\.\d+)?)", cot):
+            if re.search(r"[+\-*/]", expr):
+                assert abs(eval(expr) - float(result)) < 1e-9, (expr, result)  # literal arithmetic only
+        assert extract_answer(math_fewshot_text(1, [(question, cot, answer)])) == answer
+    assert math_fewshot_text(8).count("Question:") == 8
+    with pytest.raises(UserError, match="between 0 and 8"):
+        math_fewshot_text(9)

@@ -78,6 +78,35 @@ FEWSHOT_MATH = (
         "45 / 6 = 7.5, so 7 full boxes are not enough and she needs 8 boxes.",
         "8",
     ),
+    (
+        "Pencils cost 3 dollars each. Maria buys 7 pencils and pays with a 50 dollar bill. "
+        "How much change does she get?",
+        "7 pencils cost 7 * 3 = 21 dollars. Her change is 50 - 21 = 29 dollars.",
+        "29",
+    ),
+    (
+        "A train travels at 60 kilometres per hour for 3 hours, then at 40 kilometres per hour for 2 hours. "
+        "How far does it travel?",
+        "First it covers 60 * 3 = 180 km, then 40 * 2 = 80 km. In total 180 + 80 = 260 km.",
+        "260",
+    ),
+    (
+        "A hall has 5 rows of 12 chairs. 17 chairs are taken. How many chairs are free?",
+        "There are 5 * 12 = 60 chairs. 60 - 17 = 43 chairs are free.",
+        "43",
+    ),
+    (
+        "Tom has 3 times as many marbles as Sam, who has 14. Tom gives 10 marbles away. "
+        "How many marbles does Tom have now?",
+        "Tom has 3 * 14 = 42 marbles. After giving 10 away he has 42 - 10 = 32.",
+        "32",
+    ),
+    (
+        "A garden is 8 metres long and 5 metres wide. Fencing costs 4 dollars per metre. "
+        "How much does it cost to fence the whole garden?",
+        "The perimeter is 2 * (8 + 5) = 26 metres. The fence costs 26 * 4 = 104 dollars.",
+        "104",
+    ),
 )
 MATH_INSTRUCTION = "Solve the problem step by step, then end with 'The answer is <answer>.'"
 

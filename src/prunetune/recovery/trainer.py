@@ -95,6 +95,29 @@ class MetricsCallback(TrainerCallback):
             append_jsonl(self.path, rec)
 
 
+class BarOnlyProgress(TrainerCallback):
+    """transformers' ProgressCallback prints every log dict under the bar; this one shows the loss on it."""
+
+    def __init__(self):
+        from transformers.trainer_callback import ProgressCallback
+
+        self.inner = ProgressCallback()
+
+    def on_train_begin(self, args, state, control, **kw):
+        return self.inner.on_train_begin(args, state, control, **kw)
+
+    def on_step_end(self, args, state, control, **kw):
+        return self.inner.on_step_end(args, state, control, **kw)
+
+    def on_train_end(self, args, state, control, **kw):
+        return self.inner.on_train_end(args, state, control, **kw)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        bar = self.inner.training_bar
+        if bar is not None and logs and "loss" in logs:
+            bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+
+
 def training_args(cfg: dict, ctx: Context, *, args_cls=TrainingArguments, **extra) -> TrainingArguments:
     """TrainingArguments (or a TRL config) for this call: CPU-safe, no checkpoints, no reporting."""
     cuda = torch.cuda.is_available()
@@ -179,11 +202,12 @@ def fit(
         optimizers=(opt, sched),
         **trainer_kwargs,
     )
-    if not ctx.progress:
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if ctx.progress:  # a bar with the loss on it; the per-step dicts go to metrics.jsonl, not the terminal
+        trainer.add_callback(BarOnlyProgress)
     trainer.train()
     state = None if use_lora else export_optimizer_state(train_model, opt)
     out = lora_lib.merge(train_model) if use_lora else model

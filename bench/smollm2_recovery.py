@@ -191,6 +191,9 @@ def main(argv=None) -> int:
         f"| {r['model']} | {r['recovery']} | {r['steps']} | {r['tokens']} | {r['gsm']:.2f} | {r['code']:.2f} |"
         for r in rows
     ]
+    notes = out.parent / (out.name + ".notes.md")  # hand-written reading, kept across reruns
+    if notes.is_file():
+        lines += ["", notes.read_text().rstrip()]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -39,7 +39,7 @@ PRUNETUNE = str(ROOT / ".venv" / "bin" / "prunetune")
 RECIPE = "recipes/demo.yaml"
 ITERATIONS = 4
 # Per-iteration budget of a 4-iteration run; other iteration counts keep the product constant.
-BUDGETS = {"light": {"max_steps": 30, "chunk_size": 480}, "generous": {"max_steps": 100, "chunk_size": 1600}}
+BUDGETS = {"light": {"max_steps": 30, "chunk_size": 480}, "generous": {"max_steps": 120, "chunk_size": 1920}}
 EVAL = {"limit": 300, "max_new_tokens": 128, "batch_size": 64}
 TRAIN = {"learning_rate": 1.0e-3, "warmup_ratio": 0.02, "per_device_train_batch_size": 16, "max_length": 128}
 

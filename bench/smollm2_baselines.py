@@ -46,6 +46,8 @@ SUITE = [
     ),
     # a function body, cut at the next top-level statement: 384 tokens is far above any canonical solution
     ("humaneval pass@1 (greedy)", "humaneval", {}, None, 384),
+    # an instruct model often ends its turn at once on a bare prompt; in chat form it answers with code
+    ("humaneval pass@1 (greedy, chat form, first 64)", "humaneval_chat", {"chat": True}, 64, 384),
     (
         "perplexity: gsm_symbolic worked solutions given the question",
         "perplexity",
@@ -77,6 +79,7 @@ def main(argv=None) -> int:
     for label, name, opts, limit, max_new in SUITE:
         if args.only and name not in args.only.split(","):
             continue
+        name = name.removesuffix("_chat")
         t0 = time.time()
         res = evaluate(
             model,

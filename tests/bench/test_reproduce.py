@@ -42,3 +42,20 @@ def test_one_shot_command_passes_the_per_iteration_budget_the_loop_multiplies():
     assert f"recovery.config.max_steps={steps}" in cmd and "one_shot=true" in cmd and "iterations=4" in cmd
     cmd8 = reproduce.loop_command(Path("m"), Path("o"), "gradual_8_naive", "cpt", "light", 2)
     assert f"recovery.config.max_steps={steps // 2}" in cmd8 and "schedule.layers={8: 1}" in cmd8
+
+
+@pytest.mark.parametrize("experiment", sorted(reproduce.EXPERIMENTS))
+def test_every_experiment_plans_to_its_target(experiment, capsys):
+    """Each schedule's overrides form a recipe that `prunetune plan` accepts (nothing runs)."""
+    from tests.conftest import run_cli
+
+    for schedule in reproduce.EXPERIMENTS[experiment]:
+        cmd = reproduce.loop_command(Path("m"), Path("o"), schedule, "sft", "light", 0, "first")
+        overrides = [c for c in cmd[3:] if not c.startswith(("model=", "output_dir="))]
+        assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, (schedule, capsys.readouterr().err)
+        out = capsys.readouterr().out
+        final = out.strip().splitlines()[-1]
+        if experiment == "layers":
+            assert "66.7% of non-embedding" in final, final
+        else:
+            assert "48.5% of non-embedding" in final or "49.5% of non-embedding" in final, final

@@ -146,6 +146,9 @@ def write(out: Path, mine: dict[str, dict]) -> None:
             f"| {r['wall_s']} |"
         )
     lines += ["", "Commands:", "", "```bash", *dict.fromkeys(r["command"] for r in rows), "```"]
+    notes = out.parent / (out.name + ".notes.md")  # hand-written reading, kept across reruns
+    if notes.is_file():
+        lines += ["", notes.read_text().rstrip()]
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
 
 

@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--only", default=None, help="comma-separated task names to run (default: all)")
+    ap.add_argument("--limit", type=int, default=None, help="examples per task instead of the suite's")
     ap.add_argument("--out", default=str(ROOT / "bench/results/smollm2_baselines"))
     args = ap.parse_args(argv)
 
@@ -80,6 +81,8 @@ def main(argv=None) -> int:
         if args.only and name not in args.only.split(","):
             continue
         name = name.removesuffix("_chat")
+        if args.limit:
+            limit, label = args.limit, f"{label}, first {args.limit}"
         t0 = time.time()
         res = evaluate(
             model,
@@ -118,7 +121,11 @@ def write(out: Path, mine: dict[str, dict]) -> None:
     path = out.with_suffix(".json")
     merged = {r["label"]: r for r in json.loads(path.read_text())["rows"]} if path.is_file() else {}
     merged.update(mine)
-    rows = [merged[x[0]] for x in SUITE if x[0] in merged]
+    order = [x[0] for x in SUITE]  # suite order; a --limit row sorts after its full-size label
+    rows = sorted(
+        merged.values(),
+        key=lambda r: (next((i for i, o in enumerate(order) if r["label"].startswith(o)), 99), r["label"]),
+    )
     atomic_write_json(path, {"rows": rows})
 
     def cell(m: dict, key: str, fmt: str) -> str:

@@ -62,38 +62,21 @@ def main(argv=None) -> int:
     rows = [{"method": "dense", "removed": "-", "perplexity": perplexity(dense, tok, texts)}]
     print(rows[-1], flush=True)
     width = dense.config.intermediate_size
+
+    def measure(label: str, spec: StepSpec, removed) -> None:
+        """Prune a copy of the dense model by `spec`, no recovery, and record its perplexity."""
+        model = copy.deepcopy(dense)
+        plan, _ = prune_step(model, spec, batches, progress=False)
+        rows.append({"method": label, "removed": removed(plan), "perplexity": perplexity(model, tok, texts)})
+        print(rows[-1], flush=True)
+
     for frac in [float(f) for f in args.fractions.split(",")]:
         for method in args.mlp_scorers.split(","):
-            model = copy.deepcopy(dense)
-            prune_step(
-                model,
-                StepSpec(mlp_neurons=round(frac * width), mlp_importance=method),
-                batches,
-                progress=False,
-            )
-            rows.append(
-                {
-                    "method": f"mlp:{method}",
-                    "removed": f"{frac:.0%} of MLP",
-                    "perplexity": perplexity(model, tok, texts),
-                }
-            )
-            print(rows[-1], flush=True)
-            del model
+            spec = StepSpec(mlp_neurons=round(frac * width), mlp_importance=method)
+            measure(f"mlp:{method}", spec, lambda plan, frac=frac: f"{frac:.0%} of MLP")
     for method in args.layer_scorers.split(","):
-        model = copy.deepcopy(dense)
-        plan, _ = prune_step(
-            model, StepSpec(layers=args.layers, layer_importance=method), batches, progress=False
-        )
-        rows.append(
-            {
-                "method": f"layers:{method}",
-                "removed": f"layers {plan.layers}",
-                "perplexity": perplexity(model, tok, texts),
-            }
-        )
-        print(rows[-1], flush=True)
-        del model
+        spec = StepSpec(layers=args.layers, layer_importance=method)
+        measure(f"layers:{method}", spec, lambda plan: f"layers {plan.layers}")
     import transformers
 
     out = Path(args.out)

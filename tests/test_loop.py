@@ -163,6 +163,7 @@ def test_changed_recipe_against_existing_run_is_an_error(tmp_path, capsys):
         (["model=/no/such/model"], "does not exist"),
         (["recovery.method=cpd"], "did you mean 'cpt'"),
         (["schedule.layers={9: 1}"], "outside 1..2"),
+        (["schedule.layers={2:1}"], "schedule.layers must map iteration -> count with integers"),
         (["evaluation.tasks=[arithm]"], "did you mean 'arith'"),
         (["recovery.config.learning_rat=1"], "learning_rate"),
     ],

@@ -56,3 +56,30 @@ def test_cli_refuses_existing_out_and_bad_steps(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert run_cli("reference", "build", "--out", tmp_path / "new", "--steps", "0") == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def _padding(encoded, batch_size):
+    return sum(
+        max(len(ids) for ids, _ in encoded[i : i + batch_size]) * len(encoded[i : i + batch_size])
+        for i in range(0, len(encoded), batch_size)
+    )
+
+
+def test_length_buckets_keep_the_problems_and_cut_padding():
+    tok = reference.build_tokenizer(0, n_texts=300)
+    enc = reference._encode(tok, arith.generate_problems(16 * 12, split="train", seed=0, **reference.DATA_OPTIONS))
+    bucketed = reference.length_bucketed(enc, 16, 4, seed=0)
+    assert sorted(map(repr, bucketed)) == sorted(map(repr, enc))  # same problems, only reordered
+    assert _padding(bucketed, 16) < 0.9 * _padding(enc, 16)
+    assert bucketed == reference.length_bucketed(enc, 16, 4, seed=0)  # seeded
+    assert reference.length_bucketed(enc, 16, 0, seed=0) == enc  # off by default
+    # batches are shuffled within a window, not served shortest first
+    widths = [max(len(ids) for ids, _ in bucketed[i : i + 16]) for i in range(0, 64, 16)]
+    assert widths != sorted(widths) or len(set(widths)) == 1
+
+
+def test_cli_names_the_bad_flag(tmp_path, capsys):
+    for flag, value in (("--batch-size", "0"), ("--length-buckets", "-1"), ("--learning-rate", "0")):
+        assert run_cli("reference", "build", "--out", tmp_path / "new", "--steps", "1", flag, value) == 2
+        assert flag in capsys.readouterr().err
+        assert not (tmp_path / "new").exists()

@@ -54,7 +54,13 @@ class ScheduleConfig:
             d = getattr(self, key)
             if not isinstance(d, dict):
                 raise UserError(f"schedule.{key} must map iteration -> count, e.g. {{2: 1}}")
-            setattr(self, key, {int(k): int(v) for k, v in d.items()})
+            try:
+                setattr(self, key, {int(k): int(v) for k, v in d.items()})
+            except (TypeError, ValueError):
+                raise UserError(
+                    f"schedule.{key} must map iteration -> count with integers, e.g. {{2: 1}} (a space after "
+                    f"the colon), got {d}"
+                ) from None
         if self.round_to < 1 or self.tensor_parallel < 1:
             raise UserError("schedule.round_to and schedule.tensor_parallel must be >= 1")
 

@@ -59,3 +59,17 @@ def test_every_experiment_plans_to_its_target(experiment, capsys):
             assert "66.7% of non-embedding" in final, final
         else:
             assert "48.5% of non-embedding" in final or "49.5% of non-embedding" in final, final
+
+
+def test_grpo_runs_spend_the_same_steps_with_grpo_settings(capsys):
+    """A grpo run keeps the step budget, asks for the prompts its steps sample, and plans cleanly."""
+    from tests.conftest import run_cli
+
+    cmd = reproduce.loop_command(Path("m"), Path("o"), "gradual_4_carry", "grpo", "light", 0, "first")
+    steps = reproduce.BUDGETS["light"]["max_steps"]
+    per_step = reproduce.GRPO_TRAIN["per_device_train_batch_size"] // reproduce.NUM_GENERATIONS
+    assert f"recovery.config.max_steps={steps}" in cmd and f"recovery.chunk_size={steps * per_step}" in cmd
+    assert "recovery.method=grpo" in cmd and not any("max_length" in c for c in cmd)
+    overrides = [c for c in cmd[3:] if not c.startswith(("model=", "output_dir="))]
+    assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, capsys.readouterr().err
+    assert reproduce.control_method("grpo") == "grpo" and reproduce.control_method("distill") == "cpt"

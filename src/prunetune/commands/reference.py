@@ -15,6 +15,14 @@ def register(sub):
     )
     b.add_argument("--seed", type=int, default=0, help="seed for data, tokenizer and initialisation")
     b.add_argument("--batch-size", type=int, default=48, help="problems per optimizer step")
+    b.add_argument("--learning-rate", type=float, default=3e-3, help="peak AdamW learning rate")
+    b.add_argument("--warmup-steps", type=int, default=50, help="linear warm-up steps before the cosine decay")
+    b.add_argument(
+        "--length-buckets",
+        type=int,
+        default=0,
+        help="batch problems of similar length within windows of N batches (less padding; 0 = off)",
+    )
     b.add_argument("--device", default="cpu", help="cpu or cuda (a GPU build is fast but not bit-identical)")
     b.set_defaults(handler=run_build)
     e = actions.add_parser("eval", help="exact match of a reference-format model on held-out arith problems")
@@ -31,7 +39,25 @@ def run_build(args) -> int:
 
     if args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
-    card = build(args.out, steps=args.steps, seed=args.seed, batch_size=args.batch_size, device=args.device)
+    for flag, value, low in (
+        ("--batch-size", args.batch_size, 1),
+        ("--warmup-steps", args.warmup_steps, 0),
+        ("--length-buckets", args.length_buckets, 0),
+    ):
+        if value < low:
+            raise UserError(f"{flag} must be at least {low}, got {value}")
+    if not args.learning_rate > 0:
+        raise UserError(f"--learning-rate must be positive, got {args.learning_rate}")
+    card = build(
+        args.out,
+        steps=args.steps,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        length_buckets=args.length_buckets,
+        device=args.device,
+    )
     print(
         f"wrote {args.out}: exact match {card['accuracy']:.3f} on {card['eval_n']} held-out problems, "
         f"{card['params']:,} parameters, {card['train_wall_time_s']:.0f} s of training"

@@ -42,6 +42,27 @@ ITERATIONS = 4
 BUDGETS = {"light": {"max_steps": 30, "chunk_size": 480}, "generous": {"max_steps": 120, "chunk_size": 1920}}
 EVAL = {"limit": 300, "max_new_tokens": 128, "batch_size": 64}
 TRAIN = {"learning_rate": 1.0e-3, "warmup_ratio": 0.02, "per_device_train_batch_size": 16, "max_length": 128}
+# GRPO spends the same optimizer steps; each step samples NUM_GENERATIONS completions for each of
+# batch / NUM_GENERATIONS prompts, rewarded by the arith score, so a chunk is steps x prompts-per-step.
+NUM_GENERATIONS = 8
+GRPO_TRAIN = {
+    "learning_rate": 1.0e-4,
+    "warmup_ratio": 0.02,
+    "per_device_train_batch_size": 16,
+    "num_generations": NUM_GENERATIONS,
+    "max_completion_length": 96,
+}
+
+
+def train_for(recovery: str) -> dict:
+    return GRPO_TRAIN if recovery == "grpo" else TRAIN
+
+
+def records_for(recovery: str, steps: int, chunk: int) -> int:
+    """Records per chunk: the budget's sequences, or for grpo the prompts its steps sample."""
+    if recovery != "grpo":
+        return chunk
+    return steps * GRPO_TRAIN["per_device_train_batch_size"] // NUM_GENERATIONS
 
 # schedule label -> (iterations, overrides). `naive` is the paper's loop as first tried here (equal
 # cuts, a fresh optimizer and warm-up per round); `better` is the loop's options (front-loaded cuts,
@@ -149,13 +170,16 @@ def loop_command(
     _, _, iterations, extra = SCHEDULES[schedule]
     # one_shot=true spends `iterations` x the per-iteration budget in its single recovery
     steps, chunk = budget_for(budget, iterations)
+    chunk = records_for(recovery, steps, chunk)
     cmd = [PRUNETUNE, "run", RECIPE, f"model={model}", f"output_dir={out}", f"seed={seed}"]
     cmd += [f"iterations={iterations}"]
     if not any(x.startswith("schedule.layers=") for x in extra):
         cmd += [f"schedule.layers={{{1 if layer_at == 'first' else iterations}: 1}}"]
     cmd += [f"recovery.method={recovery}", f"recovery.chunk_size={chunk}"]
     cmd += [f"recovery.config.max_steps={steps}", f"recovery.config.seed={seed}"]
-    cmd += [f"recovery.config.{k}={v}" for k, v in TRAIN.items()]
+    if recovery == "grpo":  # the demo recipe's sft config keys are not all grpo's
+        cmd += ["recovery.config={}", "recovery.data=null"]
+    cmd += [f"recovery.config.{k}={v}" for k, v in train_for(recovery).items()]
     cmd += [f"evaluation.{k}={v}" for k, v in EVAL.items()]
     if recovery == "distill":
         cmd += ["recovery.teacher=previous"]
@@ -163,8 +187,8 @@ def loop_command(
 
 
 def control_method(recovery: str) -> str:
-    """The control trains the dense model like the runs it controls: sft for sft runs, else cpt."""
-    return "sft" if recovery == "sft" else "cpt"
+    """The control trains the dense model like the runs it controls: sft / grpo for those, else cpt."""
+    return recovery if recovery in ("sft", "grpo") else "cpt"
 
 
 def control_dir(work: Path, method: str, budget: str, seed: int) -> Path:
@@ -182,14 +206,18 @@ def control_commands(
     steps, chunk = budget_for(budget, ITERATIONS)
     steps, chunk = steps * ITERATIONS, chunk * ITERATIONS
     out.mkdir(parents=True, exist_ok=True)
-    data = out / "data.jsonl"
-    if not data.is_file():  # chunk 0 of size chunk x iterations: what one_shot=true trains on
-        lines = [json.dumps(r) for r in arith_records(0, chunk, seed=seed)]
-        atomic_write_text(data, "\n".join(lines) + "\n")
     ckpt, result = out / "model", out / "eval.json"
     recover = [PRUNETUNE, "recover", str(model), "--out", str(ckpt), "--method", method]
-    recover += ["--data", str(data), "--quiet", f"max_steps={steps}", f"seed={seed}"]
-    recover += [f"{k}={v}" for k, v in TRAIN.items()]
+    if method == "grpo":  # prompts from the arith train split, its score as the reward
+        recover += ["--task", "arith", "--chunk", "0", "--chunk-size", str(records_for(method, steps, chunk))]
+    else:
+        data = out / "data.jsonl"
+        if not data.is_file():  # chunk 0 of size chunk x iterations: what one_shot=true trains on
+            lines = [json.dumps(r) for r in arith_records(0, chunk, seed=seed)]
+            atomic_write_text(data, "\n".join(lines) + "\n")
+        recover += ["--data", str(data)]
+    recover += ["--quiet", f"max_steps={steps}", f"seed={seed}"]
+    recover += [f"{k}={v}" for k, v in train_for(method).items()]
     evaluate = [PRUNETUNE, "eval", str(ckpt), "--tasks", "arith", "--seed", str(seed), "--out", str(result)]
     evaluate += ["--limit", str(EVAL["limit"]), "--max-new-tokens", str(EVAL["max_new_tokens"])]
     evaluate += ["--batch-size", str(EVAL["batch_size"]), "--no-progress"]
@@ -365,7 +393,14 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
             f"({v['chunk_size'] * ITERATIONS} records)"
             for b, v in BUDGETS.items()
         )
-        + f". Training: {TRAIN}. Evaluation: {EVAL}.",
+        + f". Training: {TRAIN}"
+        + (
+            f"; grpo: {GRPO_TRAIN}, the same steps, {GRPO_TRAIN['per_device_train_batch_size'] // NUM_GENERATIONS}"
+            " prompts per step"
+            if "grpo" in {r["recovery"] for r in data["runs"] + data["controls"]}
+            else ""
+        )
+        + f". Evaluation: {EVAL}.",
         "naive = equal cuts, fresh AdamW + warm-up per iteration; better = front-loaded cuts, AdamW moments "
         "carried through the cuts, one global warm-up + cosine; carry = like better but a warm-up + cosine per "
         "iteration (the demo's setting; the other experiments use its options "
@@ -407,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("name", choices=list(EXPERIMENTS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--recoveries", nargs="+", default=["cpt"], choices=["cpt", "distill", "sft"])
+    p.add_argument("--recoveries", nargs="+", default=["cpt"], choices=["cpt", "distill", "sft", "grpo"])
     p.add_argument("--budgets", nargs="+", default=["light"], choices=list(BUDGETS))
     p.add_argument("--schedules", nargs="+", help="default: the experiment's own list")
     p.add_argument("--no-control", action="store_true")

@@ -25,16 +25,25 @@ class Step:
     layers: int = 0
 
     def halves(self, round_to: int = 1) -> tuple[Step, Step] | None:
-        """Split into two smaller steps with the same total (for the adaptive gate), or None if atomic."""
+        """Split into two smaller steps with the same total (for the adaptive gate), or None if atomic.
+
+        A step that removes whole layers or KV groups AND neurons is split by kind first, the
+        structural part first: halving only the neurons would retry with the same layer still cut,
+        and a whole layer costs far more than a few dozen neurons (bench/results/adaptive.md: three
+        such retries in a row failed the gate). Then layers / groups are halved, then neurons.
+        """
+        structural = Step(0, self.kv_groups, self.layers)
+        if self.mlp_neurons and (self.kv_groups or self.layers):
+            return (structural, Step(self.mlp_neurons, 0, 0))
+        if self.kv_groups >= 2 or self.layers >= 2:
+            k1, l1 = self.kv_groups // 2, self.layers // 2
+            return (Step(0, k1, l1), Step(0, self.kv_groups - k1, self.layers - l1))
+        if self.kv_groups and self.layers:
+            return (Step(0, 0, self.layers), Step(0, self.kv_groups, 0))
         units = self.mlp_neurons // round_to
         if units >= 2:
             first = (units // 2) * round_to
-            return (Step(first, self.kv_groups, self.layers), Step(self.mlp_neurons - first, 0, 0))
-        if self.kv_groups >= 2 or self.layers >= 2:
-            k1, l1 = self.kv_groups // 2, self.layers // 2
-            return (Step(self.mlp_neurons, k1, l1), Step(0, self.kv_groups - k1, self.layers - l1))
-        if sum(1 for v in (self.mlp_neurons, self.kv_groups, self.layers) if v) >= 2:
-            return (Step(self.mlp_neurons, 0, 0), Step(0, self.kv_groups, self.layers))
+            return (Step(first, 0, 0), Step(self.mlp_neurons - first, 0, 0))
         return None
 
     def to_dict(self) -> dict:

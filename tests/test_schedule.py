@@ -1,0 +1,27 @@
+"""Step.halves: how the adaptive gate splits a step that failed it."""
+
+from prunetune.schedule import Step
+
+
+def test_mixed_step_splits_the_whole_layer_from_the_neurons_first():
+    assert Step(64, 0, 1).halves(8) == (Step(0, 0, 1), Step(64, 0, 0))
+    assert Step(64, 1, 0).halves(8) == (Step(0, 1, 0), Step(64, 0, 0))
+
+
+def test_structural_parts_halve_before_neurons_and_totals_are_kept():
+    for step in (Step(0, 0, 3), Step(0, 2, 2), Step(0, 1, 1), Step(48, 0, 0), Step(40, 0, 0)):
+        a, b = step.halves(8)
+        assert (a.mlp_neurons + b.mlp_neurons, a.kv_groups + b.kv_groups, a.layers + b.layers) == (
+            step.mlp_neurons,
+            step.kv_groups,
+            step.layers,
+        )
+        assert a != Step() and b != Step()
+    assert Step(0, 0, 3).halves(8) == (Step(0, 0, 1), Step(0, 0, 2))
+    assert Step(40, 0, 0).halves(8) == (Step(16, 0, 0), Step(24, 0, 0))  # multiples of round_to
+
+
+def test_atomic_steps_do_not_split():
+    assert Step(0, 0, 1).halves(8) is None
+    assert Step(0, 1, 0).halves(8) is None
+    assert Step(8, 0, 0).halves(8) is None

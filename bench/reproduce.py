@@ -270,10 +270,14 @@ def collect(work: Path, recoveries, budgets, schedules, seeds) -> dict:
                         continue
                     summ = json.loads(s.read_text())
                     dense[seed] = summ["baseline"]["metrics"]["arith"]["accuracy"]
+                    # a run the gate stopped before any iteration was accepted ends with the dense model
+                    final = summ["final"] or summ["baseline"]
                     runs.append(
                         {"schedule": label, "variant": variant, "recovery": rec, "budget": budget}
-                        | {"seed": seed, "accuracy": summ["final"]["metrics"]["arith"]["accuracy"]}
-                        | {"non_embedding_params_kept": summ["non_embedding_params_kept"]}
+                        | {"seed": seed, "accuracy": final["metrics"]["arith"]["accuracy"]}
+                        | {"non_embedding_params_kept": summ.get("non_embedding_params_kept", 1.0)}
+                        | {"completed_iterations": summ["completed_iterations"]}
+                        | {"stopped_reason": summ.get("stopped_reason")}
                         | {"iterations": iterations, "recovery_steps": summ["recovery_steps"]}
                         | {"tokens": summ["tokens"], "wall_time_s": summ["wall_time"]}
                         | {"rollbacks": summ.get("rollbacks", 0)}
@@ -346,6 +350,7 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
     keys = ("recovery", "budget", "schedule", "variant")
     rows = aggregate(data["runs"], keys) + aggregate(data["controls"], ("recovery", "budget", "schedule"))
     walls = {tuple(r[k] for k in keys): r for r in aggregate(data["runs"], keys, "wall_time_s")}
+    kept = {tuple(r[k] for k in keys): r for r in aggregate(data["runs"], keys, "non_embedding_params_kept")}
     lines = [
         f"# {name}: {TITLES[meta['experiment']]}",
         "",
@@ -357,8 +362,8 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
         "`dense_control` is the dense model trained (method in the recovery column) on the one-shot run's "
         "records and steps.",
         "",
-        "| recovery | budget | schedule | variant | recovery steps | arith accuracy | wall s / run |",
-        "|---|---|---|---|---|---|---|",
+        "| recovery | budget | schedule | variant | recovery steps | kept (mean) | arith accuracy | wall s / run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     all_runs = data["runs"] + data["controls"]
     steps = {tuple(r.get(x) for x in keys): r for r in aggregate(all_runs, keys, "recovery_steps")}
@@ -366,22 +371,23 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
         k = tuple(row.get(x) for x in keys)
         wall = f"{walls[k]['mean']:.0f}" if k in walls else "-"
         st = f"{steps[k]['mean']:.0f}" if k in steps else "-"
+        kp = f"{kept[k]['mean']:.3f}" if k in kept else "1.000"
         lines.append(
             f"| {row['recovery']} | {row['budget']} | {row['schedule']} | {row.get('variant') or '-'} "
-            f"| {st} | {_fmt(row)} | {wall} |"
+            f"| {st} | {kp} | {_fmt(row)} | {wall} |"
         )
     lines += [
         "",
         "Per run (accuracy, fraction of non-embedding parameters kept):",
         "",
-        "| recovery | budget | schedule | variant | seed | accuracy | kept | steps | rollbacks |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| recovery | budget | schedule | variant | seed | accuracy | kept | steps | rollbacks | stopped |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["runs"] + data["controls"]:
         lines.append(
             f"| {r['recovery']} | {r['budget']} | {r['schedule']} | {r.get('variant') or '-'} | {r['seed']} "
             f"| {r['accuracy']:.3f} | {r['non_embedding_params_kept']:.3f} | {r['recovery_steps']} "
-            f"| {r.get('rollbacks', 0)} |"
+            f"| {r.get('rollbacks', 0)} | {r.get('stopped_reason') or '-'} |"
         )
     lines += [
         "",

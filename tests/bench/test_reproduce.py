@@ -73,3 +73,23 @@ def test_grpo_runs_spend_the_same_steps_with_grpo_settings(capsys):
     overrides = [c for c in cmd[3:] if not c.startswith(("model=", "output_dir="))]
     assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, capsys.readouterr().err
     assert reproduce.control_method("grpo") == "grpo" and reproduce.control_method("distill") == "cpt"
+
+
+def test_collect_counts_a_run_the_gate_stopped_as_the_dense_model_it_kept(tmp_path):
+    import json
+
+    base = {"baseline": {"metrics": {"arith": {"accuracy": 0.97}}}, "recovery_steps": 120, "tokens": 1}
+    base |= {"wall_time": 1.0}
+    stopped = base | {"final": None, "completed_iterations": 0, "rollbacks": 3, "stopped_reason": "gate violated"}
+    done = base | {"final": {"metrics": {"arith": {"accuracy": 0.9}}}, "completed_iterations": 4}
+    done |= {"non_embedding_params_kept": 0.495, "rollbacks": 0, "stopped_reason": None}
+    for seed, summary in ((0, stopped), (1, done)):
+        d = tmp_path / f"sft-light-gated-s{seed}"
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps(summary))
+    runs = reproduce.collect(tmp_path, ["sft"], ["light"], ["gated"], [0, 1])["runs"]
+    assert [(r["seed"], r["accuracy"], r["non_embedding_params_kept"]) for r in runs] == [
+        (0, 0.97, 1.0),
+        (1, 0.9, 0.495),
+    ]
+    assert runs[0]["stopped_reason"] == "gate violated" and runs[0]["completed_iterations"] == 0

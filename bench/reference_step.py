@@ -10,7 +10,6 @@ two sides alternating in one run so machine noise hits both. Also reports the sh
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -235,3 +235,14 @@ def test_distill_on_completions_with_lora_and_bf16_teacher(tmp_path):
     assert len(res.metrics) == 3 and all(
         m["kl"] > 0 and torch.isfinite(torch.tensor(m["loss"])) for m in res.metrics
     )
+
+
+def test_progress_is_a_bar_with_the_loss_not_a_dict_per_step(tmp_path, capfd):
+    model, tok = tiny_model("llama")
+    cfg = {**FAST, "template": TEMPLATE, "max_steps": 3, "logging_steps": 1}
+    recover(model, tok, "cpt", MEMO, cfg, work_dir=tmp_path, progress=True)
+    err = capfd.readouterr().err
+    assert "loss=" in err and "3/3" in err  # tqdm bar with the loss as its postfix
+    assert "{'loss'" not in err and "'learning_rate'" not in err  # transformers' per-log dict lines
+    recover(model, tok, "cpt", MEMO, cfg, work_dir=tmp_path, progress=False)
+    assert "loss=" not in capfd.readouterr().err

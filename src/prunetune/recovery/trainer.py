@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from transformers import TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from prunetune.errors import UserError
 from prunetune.io import append_jsonl
@@ -95,27 +96,12 @@ class MetricsCallback(TrainerCallback):
             append_jsonl(self.path, rec)
 
 
-class BarOnlyProgress(TrainerCallback):
-    """transformers' ProgressCallback prints every log dict under the bar; this one shows the loss on it."""
-
-    def __init__(self):
-        from transformers.trainer_callback import ProgressCallback
-
-        self.inner = ProgressCallback()
-
-    def on_train_begin(self, args, state, control, **kw):
-        return self.inner.on_train_begin(args, state, control, **kw)
-
-    def on_step_end(self, args, state, control, **kw):
-        return self.inner.on_step_end(args, state, control, **kw)
-
-    def on_train_end(self, args, state, control, **kw):
-        return self.inner.on_train_end(args, state, control, **kw)
+class BarOnlyProgress(ProgressCallback):
+    """transformers' ProgressCallback, but a log shows the loss on the bar instead of printing the dict."""
 
     def on_log(self, args, state, control, logs=None, **kw):
-        bar = self.inner.training_bar
-        if bar is not None and logs and "loss" in logs:
-            bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+        if self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
 
 
 def training_args(cfg: dict, ctx: Context, *, args_cls=TrainingArguments, **extra) -> TrainingArguments:
@@ -202,8 +188,6 @@ def fit(
         optimizers=(opt, sched),
         **trainer_kwargs,
     )
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     if ctx.progress:  # a bar with the loss on it; the per-step dicts go to metrics.jsonl, not the terminal

@@ -45,10 +45,8 @@ TRAIN = {"learning_rate": 1.0e-3, "warmup_ratio": 0.02, "per_device_train_batch_
 # GRPO spends the same optimizer steps; each step samples NUM_GENERATIONS completions for each of
 # batch / NUM_GENERATIONS prompts, rewarded by the arith score, so a chunk is steps x prompts-per-step.
 NUM_GENERATIONS = 8
-GRPO_TRAIN = {
+GRPO_TRAIN = {k: v for k, v in TRAIN.items() if k != "max_length"} | {
     "learning_rate": 1.0e-4,
-    "warmup_ratio": 0.02,
-    "per_device_train_batch_size": 16,
     "num_generations": NUM_GENERATIONS,
     "max_completion_length": 96,
 }

@@ -32,9 +32,8 @@ class Step:
         and a whole layer costs far more than a few dozen neurons (bench/results/adaptive.md: three
         such retries in a row failed the gate). Then layers / groups are halved, then neurons.
         """
-        structural = Step(0, self.kv_groups, self.layers)
         if self.mlp_neurons and (self.kv_groups or self.layers):
-            return (structural, Step(self.mlp_neurons, 0, 0))
+            return (Step(0, self.kv_groups, self.layers), Step(self.mlp_neurons, 0, 0))
         if self.kv_groups >= 2 or self.layers >= 2:
             k1, l1 = self.kv_groups // 2, self.layers // 2
             return (Step(0, k1, l1), Step(0, self.kv_groups - k1, self.layers - l1))

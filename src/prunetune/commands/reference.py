@@ -37,9 +37,8 @@ def run_build(args) -> int:
     from prunetune.errors import UserError
     from prunetune.reference import build
 
-    if args.steps < 1:
-        raise UserError(f"--steps must be at least 1, got {args.steps}")
     for flag, value, low in (
+        ("--steps", args.steps, 1),
         ("--batch-size", args.batch_size, 1),
         ("--warmup-steps", args.warmup_steps, 0),
         ("--length-buckets", args.length_buckets, 0),

@@ -62,6 +62,7 @@ def records_for(recovery: str, steps: int, chunk: int) -> int:
         return chunk
     return steps * GRPO_TRAIN["per_device_train_batch_size"] // NUM_GENERATIONS
 
+
 # schedule label -> (iterations, overrides). `naive` is the paper's loop as first tried here (equal
 # cuts, a fresh optimizer and warm-up per round); `better` is the loop's options (front-loaded cuts,
 # AdamW moments carried across cuts, one global warm-up + cosine).
@@ -495,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     grids_file = work / f"grids{a.suffix}.json"
     grids = json.loads(grids_file.read_text()) if grids_file.is_file() else []
+    if a.write_only and not grids_file.is_file():  # e.g. a combined table over grids run under other suffixes
+        grids = [g for f in sorted(work.glob("grids*.json")) for g in json.loads(f.read_text())]
     if not a.write_only:
         with ThreadPoolExecutor(max_workers=a.jobs) as pool:
             list(pool.map(lambda j: _run(*j), jobs))

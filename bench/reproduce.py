@@ -79,6 +79,14 @@ SCHEDULES = {
     "gradual_8_better": ("gradual_8", "better", 8, BETTER),
     "gradual_4_carry": ("gradual_4", "carry", 4, CARRY),
     "gradual_8_carry": ("gradual_8", "carry", 8, CARRY),
+    # distill only: every iteration distils from the DENSE model instead of the previous iteration's
+    # (one-shot's teacher is the dense model either way, so this removes a difference besides the schedule)
+    "gradual_4_carry_dense_teacher": (
+        "gradual_4",
+        "carry, dense teacher",
+        4,
+        [*CARRY, "recovery.teacher=dense"],
+    ),
 }
 # The sensitivity experiments vary one thing each and otherwise use the demo's options (CARRY). Their
 # entries name their own layer schedule, so --layer-iteration does not apply to them.

@@ -6,8 +6,11 @@ the same greedy settings, batch size and token budget, on a random Llama large e
 hand: left-pad each batch in input order, call generate, batch_decode. The evaluator path is
 `prunetune.generation.generate` (length-sorted batches, stop strings, per-completion accounting).
 Ratio = baseline seconds / evaluator seconds (>1 means the evaluator is faster); target >= 0.9.
+Peak memory: each side generates once (with stop strings) in a fresh subprocess; the peak resident
+memory of that pass (VmHWM, reset just before it) minus the resident memory before it.
 
     .venv/bin/python bench/eval_throughput.py [--prompts 32] [--batch-size 8] [--max-new-tokens 64]
+    .venv/bin/python bench/eval_throughput.py --memory-only   # add peak memory to the last results
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,6 +73,39 @@ def baseline(model, tok, prompts, *, batch_size, max_new_tokens, stop):
     return texts
 
 
+def _status_mib(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+
+def peak_extra_mib(side: str, args) -> float:
+    """One pass of `side` in this process: peak resident MiB during it minus resident MiB before it."""
+    from prunetune.generation import generate
+    from prunetune.tasks import get_task
+    from prunetune.tasks.base import QA_STOP
+
+    model, tok = build_model()
+    task = get_task("gsm_symbolic")
+    prompts = [task.build_prompt(e, tok) for e in task.examples(limit=args.prompts)]
+    kw = dict(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, stop=list(QA_STOP))
+    Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark (VmHWM) to the current RSS
+    before = _status_mib("VmRSS")
+    (baseline if side == "baseline" else generate)(model, tok, prompts, **kw)
+    return _status_mib("VmHWM") - before
+
+
+def measure_memory(args) -> dict:
+    out = {}
+    for side in ("baseline", "evaluator"):  # each in a fresh process, so neither inherits the other's peak
+        cmd = [sys.executable, __file__, "--peak-side", side, "--prompts", str(args.prompts)]
+        cmd += ["--batch-size", str(args.batch_size), "--max-new-tokens", str(args.max_new_tokens)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[side] = round(float(res.stdout.strip().splitlines()[-1]), 1)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=32)
@@ -75,7 +113,20 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "eval_throughput"))
+    ap.add_argument("--memory-only", action="store_true", help="measure peak memory, keep the last timings")
+    ap.add_argument("--peak-side", choices=["baseline", "evaluator"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.peak_side:
+        print(peak_extra_mib(args.peak_side, args))
+        return
+    out = Path(args.out)
+    if args.memory_only:
+        result = json.loads(out.with_suffix(".json").read_text())
+        for k in ("prompts", "batch_size", "max_new_tokens"):
+            setattr(args, k, result["settings"][k])
+        result["peak_extra_mib"] = measure_memory(args)
+        result["memory_command"] = ".venv/bin/python bench/eval_throughput.py --memory-only"
+        return write(result, out)
 
     import torch
     import transformers
@@ -125,21 +176,29 @@ def main() -> None:
     )
     result = {
         "command": cmd,
-        "settings": vars(args),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("memory_only", "peak_side")},
         "env": env,
         "rows": rows,
         "model": "random Llama hidden 384, 6 layers, MLP 1024, 6 heads / 2 KV heads, fp32",
+        "peak_extra_mib": measure_memory(args),
+        "memory_command": cmd,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    write(result, out)
+
+
+def write(result: dict, out: Path) -> None:
+    from prunetune.io import atomic_write_text
+
+    cmd, env, rows, args = result["command"], result["env"], result["rows"], result["settings"]
+    atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    mem = result.get("peak_extra_mib")
     lines = [
         "# Evaluator generation throughput vs plain batched model.generate",
         "",
         f"Command: `{cmd}`",
         "",
-        f"Model: {result['model']}; prompts: {args.prompts} gsm_symbolic questions; "
-        f"greedy, batch {args.batch_size}, {args.max_new_tokens} new tokens; best of {args.repeats}.",
+        f"Model: {result['model']}; prompts: {args['prompts']} gsm_symbolic questions; "
+        f"greedy, batch {args['batch_size']}, {args['max_new_tokens']} new tokens; best of {args['repeats']}.",
         "",
         "| setting | baseline s | evaluator s | evaluator tok/s | ratio (baseline/evaluator) |",
         "|---|---|---|---|---|",
@@ -154,10 +213,18 @@ def main() -> None:
         "Target: ratio >= 0.9. " + ("Met." if min(r["ratio"] for r in rows) >= 0.9 else "NOT met."),
         "",
         "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()),
-        "",
-        "SmolLM2-135M baselines: not run here (they need `prunetune import-gguf`; see the issue).",
     ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    if mem:
+        lines += [
+            "",
+            f"Peak memory of one pass with stop strings, each side in a fresh process (extra resident MiB over "
+            f"the loaded model and prompts; `{result['memory_command']}`): baseline {mem['baseline']}, "
+            f"evaluator {mem['evaluator']} ({mem['evaluator'] / max(mem['baseline'], 1e-9):.2f}x).",
+        ]
+    notes = out.with_name(out.name + ".notes.md")
+    if notes.is_file():
+        lines += ["", notes.read_text().rstrip()]
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
 def _cpu_model() -> str:

@@ -92,8 +92,9 @@ def code_data(work: Path) -> Path:
     return path
 
 
-def control_commands(model: Path, out: Path, rec: dict, steps: int | None) -> list[list[str]]:
-    """The dense model distilled from itself on the one-shot run's records, then evaluated."""
+def control_commands(model: Path, out: Path, rec: dict, steps: int | None) -> tuple[list, list]:
+    """(every command, those still to run): the dense model distilled from itself on the one-shot run's
+    records, then evaluated."""
     from prunetune.recovery_data import arith_records
 
     r, iters = rec["recovery"], rec["iterations"]
@@ -108,7 +109,8 @@ def control_commands(model: Path, out: Path, rec: dict, steps: int | None) -> li
     cmd = [PRUNETUNE, "recover", str(model), "--out", str(ckpt), "--method", r["method"]]
     cmd += ["--teacher", str(model), "--data", str(data), "--quiet", f"seed={rec.get('seed', 0)}"]
     cmd += [f"{k}={v}" for k, v in cfg.items()]
-    return ([] if (ckpt / "config.json").is_file() else [cmd]) + eval_commands(ckpt, out / "eval", rec)
+    evals = eval_commands(ckpt, out / "eval", rec)
+    return [cmd, *evals], ([] if (ckpt / "config.json").is_file() else [cmd]) + evals
 
 
 def _metric(path: Path, key: str):
@@ -142,6 +144,8 @@ def collect(work: Path, rec: dict) -> dict:
             row[f"nll_{t}"] = _metric(ev / f"nll_{t}.json", "nll")
         row["kept"] = row["params"] / base["params"]
         row["non_embedding_kept"] = row["non_embedding_params"] / base["non_embedding_params"]
+        if name == "dense_control":  # trained on the one-shot run's records and steps
+            row["recovery_steps"] = summaries["one_shot"]["recovery_steps"]
         rows.append(row)
     events = [
         json.loads(x) for x in (work / "gradual_4" / "metrics.jsonl").read_text().splitlines() if x.strip()
@@ -159,7 +163,7 @@ def write_results(data: dict, meta: dict, out_dir: Path) -> None:
         "# smollm2: SmolLM2-135M-Instruct to ~60% of its parameters on CPU, gradual vs one-shot vs dense control",
         "",
         f"Recipe `{RECIPE}` ({meta['recovery']}); model `{meta['model']}`.",
-        f"{meta['versions']}; {meta['cpu']}.",
+        ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + f"; {meta['cpu']}.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -202,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         ([loop_command(model, work / arm, arm, a.steps)], work / f"{arm}.log", work / arm / "summary.json")
         for arm in ARMS[:2]
     ]
-    ctl = control_commands(model, work / "dense_control", rec, a.steps)
+    ctl_all, ctl = control_commands(model, work / "dense_control", rec, a.steps)
     jobs.append((ctl, work / "dense_control.log", work / "dense_control" / "eval" / "nll_gsm.json"))
     dense_eval = eval_commands(model, work / "eval" / "dense", rec)[-2:]  # the loop evaluates the dense model
     jobs.append((dense_eval, work / "dense.log", work / "eval" / "dense" / "nll_gsm.json"))
@@ -218,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     data = collect(work, rec)
     argv_s = shlex.join(
-        [".venv/bin/python", "bench/smollm2.py", *(argv if argv is not None else sys.argv[1:])]
+        [".venv/bin/python", "bench/smollm2.py", *[x for x in (argv or sys.argv[1:]) if x != "--write-only"]]
     )
     meta = {
         "model": a.model,
@@ -227,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{a.steps or rec['recovery']['config']['max_steps']} steps",
         "tasks": rec["evaluation"]["tasks"],
         "commands": [argv_s]
-        + [shlex.join(c).replace(str(ROOT) + "/", "") for c in (*[j[0][0] for j in jobs[:2]], *ctl)],
+        + [shlex.join(c).replace(str(ROOT) + "/", "") for c in (*[j[0][0] for j in jobs[:2]], *ctl_all)],
         "wall_s": time.time() - start,
         "versions": _versions(),
         "cpu": _cpu(),

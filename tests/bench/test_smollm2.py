@@ -16,7 +16,8 @@ _spec.loader.exec_module(smollm2)
 
 def test_control_trains_the_dense_model_on_the_one_shot_budget(tmp_path):
     rec = smollm2._recipe()
-    cmds = smollm2.control_commands(Path("dense"), tmp_path / "ctl", rec, steps=5)
+    cmds, todo = smollm2.control_commands(Path("dense"), tmp_path / "ctl", rec, steps=5)
+    assert todo == cmds  # nothing trained yet
     recover = cmds[0]
     assert recover[1] == "recover" and recover[recover.index("--teacher") + 1] == "dense"
     assert f"max_steps={5 * rec['iterations']}" in recover
@@ -75,6 +76,7 @@ def test_collect_and_write_a_table_from_finished_arms(tmp_path):
     assert rows["gradual_4"]["products"] == 0.4 and rows["gradual_4"]["kept"] == pytest.approx(0.6)
     assert rows["gradual_4"]["non_embedding_kept"] == pytest.approx(0.5)
     assert rows["dense_control"]["products"] == 0.7 and rows["dense_control"]["kept"] == 1.0
+    assert rows["dense_control"]["recovery_steps"] == 8  # the one-shot run's budget
     assert rows["one_shot"]["nll_gsm"] is None  # not measured yet: shown as "-", never as a number
     assert [e["event"] for e in data["gradual_iterations"]] == ["baseline", "eval"]
 

@@ -64,6 +64,7 @@ def eval_commands(model: Path, out: Path, rec: dict) -> list[list[str]]:
 
 
 def nll_commands(model: Path, out: Path) -> list[list[str]]:
+    """Both NLL tasks; `out` is <work>/eval/<model> or <work>/dense_control/eval (one code file per work)."""
     base = [
         PRUNETUNE,
         "eval",
@@ -74,7 +75,7 @@ def nll_commands(model: Path, out: Path) -> list[list[str]]:
         str(NLL_LIMIT),
         "--no-progress",
     ]
-    code = [*base, "--data", str(code_data(out.parent)), "--out", str(out / "nll_code.json")]
+    code = [*base, "--data", str(code_data(out.parents[1])), "--out", str(out / "nll_code.json")]
     gsm = [*base, "--task-option", "gym=gsm_symbolic", "--seed", "4242", "--out", str(out / "nll_gsm.json")]
     return [code, gsm]
 
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     ctl_all, ctl = control_commands(model, work / "dense_control", rec, a.steps)
     jobs.append((ctl, work / "dense_control.log", work / "dense_control" / "eval" / "nll_gsm.json"))
-    dense_eval = eval_commands(model, work / "eval" / "dense", rec)[-2:]  # the loop evaluates the dense model
+    dense_eval = nll_commands(model, work / "eval" / "dense")  # the loop evaluates its accuracy
     jobs.append((dense_eval, work / "dense.log", work / "eval" / "dense" / "nll_gsm.json"))
     start = time.time()
     if not a.write_only:

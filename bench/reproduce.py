@@ -44,7 +44,9 @@ EVAL = {"limit": 300, "max_new_tokens": 128, "batch_size": 64}
 TRAIN = {"learning_rate": 1.0e-3, "warmup_ratio": 0.02, "per_device_train_batch_size": 16, "max_length": 128}
 # GRPO spends the same optimizer steps; each step samples NUM_GENERATIONS completions for each of
 # batch / NUM_GENERATIONS prompts, rewarded by the arith score, so a chunk is steps x prompts-per-step.
+# `--grpo-prompts` widens the step (more prompts, so fewer steps whose 8 samples all score alike).
 NUM_GENERATIONS = 8
+GRPO_PROMPTS = 2
 GRPO_TRAIN = {k: v for k, v in TRAIN.items() if k != "max_length"} | {
     "learning_rate": 1.0e-4,
     "num_generations": NUM_GENERATIONS,
@@ -52,15 +54,20 @@ GRPO_TRAIN = {k: v for k, v in TRAIN.items() if k != "max_length"} | {
 }
 
 
-def train_for(recovery: str) -> dict:
-    return GRPO_TRAIN if recovery == "grpo" else TRAIN
-
-
-def records_for(recovery: str, steps: int, chunk: int) -> int:
-    """Records per chunk: the budget's sequences, or for grpo the prompts its steps sample."""
+def train_for(recovery: str, prompts: int = GRPO_PROMPTS) -> dict:
     if recovery != "grpo":
-        return chunk
-    return steps * GRPO_TRAIN["per_device_train_batch_size"] // NUM_GENERATIONS
+        return TRAIN
+    return GRPO_TRAIN | {"per_device_train_batch_size": prompts * NUM_GENERATIONS}
+
+
+def records_for(recovery: str, steps: int, chunk: int, prompts: int = GRPO_PROMPTS) -> int:
+    """Records per chunk: the budget's sequences, or for grpo the prompts its steps sample."""
+    return steps * prompts if recovery == "grpo" else chunk
+
+
+def recovery_label(recovery: str, prompts: int = GRPO_PROMPTS) -> str:
+    """Name of a recovery in run directories: grpo with a non-default step width says so (grpo_p8)."""
+    return f"{recovery}_p{prompts}" if recovery == "grpo" and prompts != GRPO_PROMPTS else recovery
 
 
 # schedule label -> (iterations, overrides). `naive` is the paper's loop as first tried here (equal
@@ -172,12 +179,19 @@ def budget_for(budget: str, iterations: int) -> tuple[int, int]:
 
 
 def loop_command(
-    model: Path, out: Path, schedule: str, recovery: str, budget: str, seed: int, layer_at: str = "last"
+    model: Path,
+    out: Path,
+    schedule: str,
+    recovery: str,
+    budget: str,
+    seed: int,
+    layer_at: str = "last",
+    prompts: int = GRPO_PROMPTS,
 ) -> list[str]:
     _, _, iterations, extra = SCHEDULES[schedule]
     # one_shot=true spends `iterations` x the per-iteration budget in its single recovery
     steps, chunk = budget_for(budget, iterations)
-    chunk = records_for(recovery, steps, chunk)
+    chunk = records_for(recovery, steps, chunk, prompts)
     cmd = [PRUNETUNE, "run", RECIPE, f"model={model}", f"output_dir={out}", f"seed={seed}"]
     cmd += [f"iterations={iterations}"]
     if not any(x.startswith("schedule.layers=") for x in extra):
@@ -186,7 +200,7 @@ def loop_command(
     cmd += [f"recovery.config.max_steps={steps}", f"recovery.config.seed={seed}"]
     if recovery == "grpo":  # the demo recipe's sft config keys are not all grpo's
         cmd += ["recovery.config={}", "recovery.data=null"]
-    cmd += [f"recovery.config.{k}={v}" for k, v in train_for(recovery).items()]
+    cmd += [f"recovery.config.{k}={v}" for k, v in train_for(recovery, prompts).items()]
     cmd += [f"evaluation.{k}={v}" for k, v in EVAL.items()]
     if recovery == "distill":
         cmd += ["recovery.teacher=previous"]
@@ -204,7 +218,7 @@ def control_dir(work: Path, method: str, budget: str, seed: int) -> Path:
 
 
 def control_commands(
-    model: Path, out: Path, budget: str, seed: int, method: str = "cpt"
+    model: Path, out: Path, budget: str, seed: int, method: str = "cpt", prompts: int = GRPO_PROMPTS
 ) -> tuple[list[list[str]], list[list[str]], Path]:
     """The dense model trained (`method`) on the one-shot run's exact records and steps, then evaluated."""
     from prunetune.io import atomic_write_text
@@ -216,7 +230,7 @@ def control_commands(
     ckpt, result = out / "model", out / "eval.json"
     recover = [PRUNETUNE, "recover", str(model), "--out", str(ckpt), "--method", method]
     if method == "grpo":  # prompts from the arith train split, its score as the reward
-        recover += ["--task", "arith", "--chunk", "0", "--chunk-size", str(records_for(method, steps, chunk))]
+        recover += ["--task", "arith", "--chunk", "0", "--chunk-size", str(records_for(method, steps, chunk, prompts))]
     else:
         data = out / "data.jsonl"
         if not data.is_file():  # chunk 0 of size chunk x iterations: what one_shot=true trains on
@@ -224,7 +238,7 @@ def control_commands(
             atomic_write_text(data, "\n".join(lines) + "\n")
         recover += ["--data", str(data)]
     recover += ["--quiet", f"max_steps={steps}", f"seed={seed}"]
-    recover += [f"{k}={v}" for k, v in train_for(method).items()]
+    recover += [f"{k}={v}" for k, v in train_for(method, prompts).items()]
     evaluate = [PRUNETUNE, "eval", str(ckpt), "--tasks", "arith", "--seed", str(seed), "--out", str(result)]
     evaluate += ["--limit", str(EVAL["limit"]), "--max-new-tokens", str(EVAL["max_new_tokens"])]
     evaluate += ["--batch-size", str(EVAL["batch_size"]), "--no-progress"]
@@ -265,14 +279,17 @@ def aggregate(runs: list[dict], keys: tuple[str, ...], value: str = "accuracy") 
     return rows
 
 
-def collect(work: Path, recoveries, budgets, schedules, seeds) -> dict:
+def collect(work: Path, recoveries, budgets, schedules, seeds, prompts: int = GRPO_PROMPTS) -> dict:
     runs, controls, dense = [], [], {}
     for rec in recoveries:
+        wide = {"prompts_per_step": prompts} if rec == "grpo" else {}
         for budget in budgets:
             for sched in schedules:
                 label, variant, iterations, _ = SCHEDULES[sched]
+                if rec == "grpo" and prompts != GRPO_PROMPTS:
+                    variant = ", ".join(x for x in (variant, f"{prompts} prompts/step") if x)
                 for seed in seeds:
-                    s = work / f"{rec}-{budget}-{sched}-s{seed}" / "summary.json"
+                    s = work / f"{recovery_label(rec, prompts)}-{budget}-{sched}-s{seed}" / "summary.json"
                     if not s.is_file():
                         continue
                     summ = json.loads(s.read_text())
@@ -288,11 +305,12 @@ def collect(work: Path, recoveries, budgets, schedules, seeds) -> dict:
                         | {"iterations": iterations, "recovery_steps": summ["recovery_steps"]}
                         | {"tokens": summ["tokens"], "wall_time_s": summ["wall_time"]}
                         | {"rollbacks": summ.get("rollbacks", 0)}
+                        | wide
                     )
     for method in dict.fromkeys(control_method(r) for r in recoveries):
         for budget in budgets:
             for seed in seeds:
-                e = control_dir(work, method, budget, seed) / "eval.json"
+                e = control_dir(work, recovery_label(method, prompts), budget, seed) / "eval.json"
                 if not e.is_file():
                     continue
                 res = json.loads(e.read_text())
@@ -301,6 +319,7 @@ def collect(work: Path, recoveries, budgets, schedules, seeds) -> dict:
                 controls.append(
                     {"schedule": "dense_control", "recovery": method, "budget": budget, "seed": seed}
                     | {"accuracy": acc, "non_embedding_params_kept": 1.0, "recovery_steps": steps}
+                    | ({"prompts_per_step": prompts} if method == "grpo" else {})
                 )
     return {"runs": runs, "controls": controls, "dense_by_seed": dense}
 
@@ -408,8 +427,8 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
         )
         + f". Training: {TRAIN}"
         + (
-            f"; grpo: {GRPO_TRAIN}, the same steps, {GRPO_TRAIN['per_device_train_batch_size'] // NUM_GENERATIONS}"
-            " prompts per step"
+            f"; grpo: {train_for('grpo', meta.get('grpo_prompts_per_step', GRPO_PROMPTS))}, the same steps, "
+            f"{meta.get('grpo_prompts_per_step', GRPO_PROMPTS)} prompts per step"
             if "grpo" in {r["recovery"] for r in data["runs"] + data["controls"]}
             else ""
         )
@@ -465,6 +484,12 @@ def main(argv: list[str] | None = None) -> int:
         default="last",
         help="which iteration removes the whole layer (use a separate --work per choice)",
     )
+    p.add_argument(
+        "--grpo-prompts",
+        type=int,
+        default=GRPO_PROMPTS,
+        help=f"prompts per GRPO step ({NUM_GENERATIONS} completions each; default {GRPO_PROMPTS})",
+    )
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--work", default="runs/bench")
     p.add_argument("--model-dir", help="use this reference snapshot instead of copying the shipped one")
@@ -476,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     for s in a.schedules:
         if s not in SCHEDULES:
             p.error(f"unknown schedule {s}; choose from {', '.join(SCHEDULES)}")
+    if a.grpo_prompts < 1:
+        p.error(f"--grpo-prompts must be at least 1, got {a.grpo_prompts}")
 
     base = (ROOT / a.work).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -487,16 +514,16 @@ def main(argv: list[str] | None = None) -> int:
         if not a.no_control:
             for method in dict.fromkeys(control_method(r) for r in a.recoveries):
                 for budget in a.budgets:
-                    out = control_dir(work, method, budget, seed)
-                    every, todo, result = control_commands(model, out, budget, seed, method)
+                    out = control_dir(work, recovery_label(method, a.grpo_prompts), budget, seed)
+                    every, todo, result = control_commands(model, out, budget, seed, method, a.grpo_prompts)
                     jobs.append((todo, out / "log.txt", result))
                     if seed == a.seeds[0]:
                         examples += [shlex.join(c) for c in every]
         for rec in a.recoveries:
             for budget in a.budgets:
                 for sched in a.schedules:
-                    out = work / f"{rec}-{budget}-{sched}-s{seed}"
-                    cmd = loop_command(model, out, sched, rec, budget, seed, a.layer_iteration)
+                    out = work / f"{recovery_label(rec, a.grpo_prompts)}-{budget}-{sched}-s{seed}"
+                    cmd = loop_command(model, out, sched, rec, budget, seed, a.layer_iteration, a.grpo_prompts)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     jobs.append(([cmd], work / f"{out.name}.log", out / "summary.json"))
                     if seed == a.seeds[0]:
@@ -523,8 +550,9 @@ def main(argv: list[str] | None = None) -> int:
         "jobs": a.jobs,
         "experiment": a.name,
         "layer_iteration": a.layer_iteration,
+        "grpo_prompts_per_step": a.grpo_prompts,
     }
-    data = collect(work, a.recoveries, a.budgets, a.schedules, a.seeds)
+    data = collect(work, a.recoveries, a.budgets, a.schedules, a.seeds, a.grpo_prompts)
     write_results(a.name + a.suffix, data, meta, Path(a.results))
     print(f"wrote {a.results}/{a.name + a.suffix}.md and .json ({len(data['runs'])} runs)")
     return 0

@@ -1,6 +1,7 @@
 """bench/reproduce.py's pure helpers: grouping runs into mean ± spread rows, and equal budgets."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -75,9 +76,29 @@ def test_grpo_runs_spend_the_same_steps_with_grpo_settings(capsys):
     assert reproduce.control_method("grpo") == "grpo" and reproduce.control_method("distill") == "cpt"
 
 
-def test_collect_counts_a_run_the_gate_stopped_as_the_dense_model_it_kept(tmp_path):
-    import json
+def test_wider_grpo_steps_keep_the_steps_sample_more_prompts_and_run_apart(tmp_path, capsys):
+    """--grpo-prompts 8: same steps, 8 x 8 completions a step, 8 prompts a step in the chunk, own run dirs."""
+    from tests.conftest import run_cli
 
+    cmd = reproduce.loop_command(Path("m"), Path("o"), "one_shot", "grpo", "light", 0, "first", prompts=8)
+    steps = reproduce.BUDGETS["light"]["max_steps"]  # per iteration: one_shot=true multiplies it
+    assert f"recovery.config.max_steps={steps}" in cmd and f"recovery.chunk_size={steps * 8}" in cmd
+    assert "recovery.config.per_device_train_batch_size=64" in cmd
+    overrides = [c for c in cmd[3:] if not c.startswith(("model=", "output_dir="))]
+    assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, capsys.readouterr().err
+    assert reproduce.recovery_label("grpo", 8) == "grpo_p8" and reproduce.recovery_label("grpo") == "grpo"
+    assert reproduce.recovery_label("sft", 8) == "sft"
+    # a finished wide run is collected under its own label; the default-width grid does not see it
+    summ = {"baseline": {"metrics": {"arith": {"accuracy": 0.9}}}, "final": {"metrics": {"arith": {"accuracy": 0.7}}}}
+    summ |= {"completed_iterations": 1, "recovery_steps": steps, "tokens": 1, "wall_time": 1.0}
+    (tmp_path / "grpo_p8-light-one_shot-s0").mkdir()
+    (tmp_path / "grpo_p8-light-one_shot-s0" / "summary.json").write_text(json.dumps(summ))
+    wide = reproduce.collect(tmp_path, ["grpo"], ["light"], ["one_shot"], [0], prompts=8)["runs"]
+    assert [(r["variant"], r["prompts_per_step"], r["accuracy"]) for r in wide] == [("8 prompts/step", 8, 0.7)]
+    assert reproduce.collect(tmp_path, ["grpo"], ["light"], ["one_shot"], [0])["runs"] == []
+
+
+def test_collect_counts_a_run_the_gate_stopped_as_the_dense_model_it_kept(tmp_path):
     base = {"baseline": {"metrics": {"arith": {"accuracy": 0.97}}}, "recovery_steps": 120, "tokens": 1}
     base |= {"wall_time": 1.0}
     stopped = base | {"final": None, "completed_iterations": 0, "rollbacks": 3, "stopped_reason": "gate violated"}

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
 from prunetune.config import load_recipe
@@ -308,3 +309,31 @@ def test_grpo_recovery_in_the_loop(tmp_path):
     logged = [m for m in read_jsonl(out / "metrics.jsonl") if "reward" in m]
     assert logged and all(0.0 <= m["reward"] <= 1.0 for m in logged)
     AutoModelForCausalLM.from_pretrained(out / "final")
+
+
+@pytest.mark.parametrize("teacher", ["dense", "previous"])
+def test_distill_teacher_in_the_loop(tmp_path, monkeypatch, teacher):
+    """recovery.teacher=dense distils every iteration from the original model; previous from the last cut's."""
+    import prunetune.recovery
+    from prunetune.checkpoint import count_params
+
+    seen, real = [], prunetune.recovery.recover
+
+    def spy(model, tok, method, records, cfg, teacher=None, **kw):
+        before = {k: v.clone() for k, v in teacher.state_dict().items()}
+        seen.append((count_params(teacher)["non_embedding_params"], count_params(model)["non_embedding_params"]))
+        res = real(model, tok, method, records, cfg, teacher=teacher, **kw)
+        assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # never trained
+        return res
+
+    monkeypatch.setattr(prunetune.recovery, "recover", spy)
+    recipe = _recipe(tmp_path, "recovery.method=distill", f"recovery.teacher={teacher}")
+    summary = run(recipe, progress=False)
+    dense = summary["baseline"]["non_embedding_params"]
+    (t1, s1), (t2, s2) = seen
+    assert t1 == dense and s1 < dense  # iteration 1: the teacher is the uncut model either way
+    assert t2 == (dense if teacher == "dense" else s1) and s2 < s1
+
+
+def test_distill_defaults_to_the_dense_teacher():
+    assert load_recipe(SMOKE, ["recovery.method=distill"]).recovery.teacher == "dense"

@@ -202,7 +202,7 @@ def loop_command(
         cmd += ["recovery.config={}", "recovery.data=null"]
     cmd += [f"recovery.config.{k}={v}" for k, v in train_for(recovery, prompts).items()]
     cmd += [f"evaluation.{k}={v}" for k, v in EVAL.items()]
-    if recovery == "distill":
+    if recovery == "distill":  # the grids' teacher; `*_dense_teacher` schedules (the loop's default) override it
         cmd += ["recovery.teacher=previous"]
     return cmd + extra
 

@@ -21,6 +21,7 @@ a grid uses the same weights even if the shipped model is rebuilt meanwhile. Run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,20 +56,42 @@ GRPO_TRAIN = {k: v for k, v in TRAIN.items() if k != "max_length"} | {
 }
 
 
-def train_for(recovery: str, prompts: int = GRPO_PROMPTS) -> dict:
-    if recovery != "grpo":
-        return TRAIN
-    return GRPO_TRAIN | {"per_device_train_batch_size": prompts * NUM_GENERATIONS}
+@dataclass(frozen=True)
+class Knobs:
+    """What a grid sets besides the schedule, the same for its runs and its control."""
 
+    grpo_prompts: int = GRPO_PROMPTS
+    learning_rate: float | None = None  # None: TRAIN's, or GRPO_TRAIN's for grpo
 
-def records_for(recovery: str, steps: int, chunk: int, prompts: int = GRPO_PROMPTS) -> int:
-    """Records per chunk: the budget's sequences, or for grpo the prompts its steps sample."""
-    return steps * prompts if recovery == "grpo" else chunk
+    def train(self, recovery: str) -> dict:
+        base = TRAIN
+        if recovery == "grpo":
+            base = GRPO_TRAIN | {"per_device_train_batch_size": self.grpo_prompts * NUM_GENERATIONS}
+        return base if self.learning_rate is None else base | {"learning_rate": self.learning_rate}
 
+    def records(self, recovery: str, steps: int, chunk: int) -> int:
+        """Records per chunk: the budget's sequences, or for grpo the prompts its steps sample."""
+        return steps * self.grpo_prompts if recovery == "grpo" else chunk
 
-def recovery_label(recovery: str, prompts: int = GRPO_PROMPTS) -> str:
-    """Name of a recovery in run directories: grpo with a non-default step width says so (grpo_p8)."""
-    return f"{recovery}_p{prompts}" if recovery == "grpo" and prompts != GRPO_PROMPTS else recovery
+    def _changes(self, recovery: str) -> list[tuple[str, str]]:
+        """(directory tag, table label) of each knob off its default."""
+        out = []
+        if recovery == "grpo" and self.grpo_prompts != GRPO_PROMPTS:
+            out.append((f"p{self.grpo_prompts}", f"{self.grpo_prompts} prompts/step"))
+        if self.learning_rate is not None:
+            out.append((f"lr{self.learning_rate:g}", f"lr {self.learning_rate:g}"))
+        return out
+
+    def label(self, recovery: str) -> str:
+        """The recovery's name in run directories: default grids keep the plain name (grpo, grpo_p8_lr1e-05)."""
+        return "_".join([recovery, *(tag for tag, _ in self._changes(recovery))])
+
+    def variant(self, recovery: str, variant: str | None) -> str | None:
+        return ", ".join([*([variant] if variant else []), *(v for _, v in self._changes(recovery))]) or None
+
+    def fields(self, recovery: str) -> dict:
+        out = {"learning_rate": self.train(recovery)["learning_rate"]}
+        return out | ({"prompts_per_step": self.grpo_prompts} if recovery == "grpo" else {})
 
 
 # schedule label -> (iterations, overrides). `naive` is the paper's loop as first tried here (equal
@@ -186,12 +210,12 @@ def loop_command(
     budget: str,
     seed: int,
     layer_at: str = "last",
-    prompts: int = GRPO_PROMPTS,
+    knobs: Knobs = Knobs(),
 ) -> list[str]:
     _, _, iterations, extra = SCHEDULES[schedule]
     # one_shot=true spends `iterations` x the per-iteration budget in its single recovery
     steps, chunk = budget_for(budget, iterations)
-    chunk = records_for(recovery, steps, chunk, prompts)
+    chunk = knobs.records(recovery, steps, chunk)
     cmd = [PRUNETUNE, "run", RECIPE, f"model={model}", f"output_dir={out}", f"seed={seed}"]
     cmd += [f"iterations={iterations}"]
     if not any(x.startswith("schedule.layers=") for x in extra):
@@ -200,7 +224,7 @@ def loop_command(
     cmd += [f"recovery.config.max_steps={steps}", f"recovery.config.seed={seed}"]
     if recovery == "grpo":  # the demo recipe's sft config keys are not all grpo's
         cmd += ["recovery.config={}", "recovery.data=null"]
-    cmd += [f"recovery.config.{k}={v}" for k, v in train_for(recovery, prompts).items()]
+    cmd += [f"recovery.config.{k}={v}" for k, v in knobs.train(recovery).items()]
     cmd += [f"evaluation.{k}={v}" for k, v in EVAL.items()]
     if recovery == "distill":  # the grids' teacher; `*_dense_teacher` schedules (the loop's default) override it
         cmd += ["recovery.teacher=previous"]
@@ -218,7 +242,7 @@ def control_dir(work: Path, method: str, budget: str, seed: int) -> Path:
 
 
 def control_commands(
-    model: Path, out: Path, budget: str, seed: int, method: str = "cpt", prompts: int = GRPO_PROMPTS
+    model: Path, out: Path, budget: str, seed: int, method: str = "cpt", knobs: Knobs = Knobs()
 ) -> tuple[list[list[str]], list[list[str]], Path]:
     """The dense model trained (`method`) on the one-shot run's exact records and steps, then evaluated."""
     from prunetune.io import atomic_write_text
@@ -230,7 +254,7 @@ def control_commands(
     ckpt, result = out / "model", out / "eval.json"
     recover = [PRUNETUNE, "recover", str(model), "--out", str(ckpt), "--method", method]
     if method == "grpo":  # prompts from the arith train split, its score as the reward
-        recover += ["--task", "arith", "--chunk", "0", "--chunk-size", str(records_for(method, steps, chunk, prompts))]
+        recover += ["--task", "arith", "--chunk", "0", "--chunk-size", str(knobs.records(method, steps, chunk))]
     else:
         data = out / "data.jsonl"
         if not data.is_file():  # chunk 0 of size chunk x iterations: what one_shot=true trains on
@@ -238,7 +262,7 @@ def control_commands(
             atomic_write_text(data, "\n".join(lines) + "\n")
         recover += ["--data", str(data)]
     recover += ["--quiet", f"max_steps={steps}", f"seed={seed}"]
-    recover += [f"{k}={v}" for k, v in train_for(method, prompts).items()]
+    recover += [f"{k}={v}" for k, v in knobs.train(method).items()]
     evaluate = [PRUNETUNE, "eval", str(ckpt), "--tasks", "arith", "--seed", str(seed), "--out", str(result)]
     evaluate += ["--limit", str(EVAL["limit"]), "--max-new-tokens", str(EVAL["max_new_tokens"])]
     evaluate += ["--batch-size", str(EVAL["batch_size"]), "--no-progress"]
@@ -279,17 +303,15 @@ def aggregate(runs: list[dict], keys: tuple[str, ...], value: str = "accuracy") 
     return rows
 
 
-def collect(work: Path, recoveries, budgets, schedules, seeds, prompts: int = GRPO_PROMPTS) -> dict:
+def collect(work: Path, recoveries, budgets, schedules, seeds, knobs: Knobs = Knobs()) -> dict:
     runs, controls, dense = [], [], {}
     for rec in recoveries:
-        wide = {"prompts_per_step": prompts} if rec == "grpo" else {}
         for budget in budgets:
             for sched in schedules:
                 label, variant, iterations, _ = SCHEDULES[sched]
-                if rec == "grpo" and prompts != GRPO_PROMPTS:
-                    variant = ", ".join(x for x in (variant, f"{prompts} prompts/step") if x)
+                variant = knobs.variant(rec, variant)
                 for seed in seeds:
-                    s = work / f"{recovery_label(rec, prompts)}-{budget}-{sched}-s{seed}" / "summary.json"
+                    s = work / f"{knobs.label(rec)}-{budget}-{sched}-s{seed}" / "summary.json"
                     if not s.is_file():
                         continue
                     summ = json.loads(s.read_text())
@@ -305,21 +327,22 @@ def collect(work: Path, recoveries, budgets, schedules, seeds, prompts: int = GR
                         | {"iterations": iterations, "recovery_steps": summ["recovery_steps"]}
                         | {"tokens": summ["tokens"], "wall_time_s": summ["wall_time"]}
                         | {"rollbacks": summ.get("rollbacks", 0)}
-                        | wide
+                        | knobs.fields(rec)
                     )
     for method in dict.fromkeys(control_method(r) for r in recoveries):
         for budget in budgets:
             for seed in seeds:
-                e = control_dir(work, recovery_label(method, prompts), budget, seed) / "eval.json"
+                e = control_dir(work, knobs.label(method), budget, seed) / "eval.json"
                 if not e.is_file():
                     continue
                 res = json.loads(e.read_text())
                 acc = _find_accuracy(res)
                 steps = budget_for(budget, ITERATIONS)[0] * ITERATIONS
                 controls.append(
-                    {"schedule": "dense_control", "recovery": method, "budget": budget, "seed": seed}
+                    {"schedule": "dense_control", "variant": knobs.variant(method, None), "recovery": method}
+                    | {"budget": budget, "seed": seed}
                     | {"accuracy": acc, "non_embedding_params_kept": 1.0, "recovery_steps": steps}
-                    | ({"prompts_per_step": prompts} if method == "grpo" else {})
+                    | knobs.fields(method)
                 )
     return {"runs": runs, "controls": controls, "dense_by_seed": dense}
 
@@ -374,7 +397,8 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
     atomic_write_json(out_dir / f"{name}.json", payload)
 
     keys = ("recovery", "budget", "schedule", "variant")
-    rows = aggregate(data["runs"], keys) + aggregate(data["controls"], ("recovery", "budget", "schedule"))
+    rows = aggregate(data["runs"], keys) + aggregate(data["controls"], keys)
+    knobs = Knobs(**meta.get("knobs", {}))
     walls = {tuple(r[k] for k in keys): r for r in aggregate(data["runs"], keys, "wall_time_s")}
     kept = {tuple(r[k] for k in keys): r for r in aggregate(data["runs"], keys, "non_embedding_params_kept")}
     lines = [
@@ -427,8 +451,7 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
         )
         + f". Training: {TRAIN}"
         + (
-            f"; grpo: {train_for('grpo', meta.get('grpo_prompts_per_step', GRPO_PROMPTS))}, the same steps, "
-            f"{meta.get('grpo_prompts_per_step', GRPO_PROMPTS)} prompts per step"
+            f"; grpo: {knobs.train('grpo')}, the same steps, {knobs.grpo_prompts} prompts per step"
             if "grpo" in {r["recovery"] for r in data["runs"] + data["controls"]}
             else ""
         )
@@ -490,6 +513,12 @@ def main(argv: list[str] | None = None) -> int:
         default=GRPO_PROMPTS,
         help=f"prompts per GRPO step ({NUM_GENERATIONS} completions each; default {GRPO_PROMPTS})",
     )
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        help=f"for every run and control of the grid (default {TRAIN['learning_rate']:g}, grpo "
+        f"{GRPO_TRAIN['learning_rate']:g})",
+    )
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--work", default="runs/bench")
     p.add_argument("--model-dir", help="use this reference snapshot instead of copying the shipped one")
@@ -503,6 +532,9 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown schedule {s}; choose from {', '.join(SCHEDULES)}")
     if a.grpo_prompts < 1:
         p.error(f"--grpo-prompts must be at least 1, got {a.grpo_prompts}")
+    if a.learning_rate is not None and not a.learning_rate > 0:
+        p.error(f"--learning-rate must be positive, got {a.learning_rate}")
+    knobs = Knobs(a.grpo_prompts, a.learning_rate)
 
     base = (ROOT / a.work).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -514,16 +546,16 @@ def main(argv: list[str] | None = None) -> int:
         if not a.no_control:
             for method in dict.fromkeys(control_method(r) for r in a.recoveries):
                 for budget in a.budgets:
-                    out = control_dir(work, recovery_label(method, a.grpo_prompts), budget, seed)
-                    every, todo, result = control_commands(model, out, budget, seed, method, a.grpo_prompts)
+                    out = control_dir(work, knobs.label(method), budget, seed)
+                    every, todo, result = control_commands(model, out, budget, seed, method, knobs)
                     jobs.append((todo, out / "log.txt", result))
                     if seed == a.seeds[0]:
                         examples += [shlex.join(c) for c in every]
         for rec in a.recoveries:
             for budget in a.budgets:
                 for sched in a.schedules:
-                    out = work / f"{recovery_label(rec, a.grpo_prompts)}-{budget}-{sched}-s{seed}"
-                    cmd = loop_command(model, out, sched, rec, budget, seed, a.layer_iteration, a.grpo_prompts)
+                    out = work / f"{knobs.label(rec)}-{budget}-{sched}-s{seed}"
+                    cmd = loop_command(model, out, sched, rec, budget, seed, a.layer_iteration, knobs)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     jobs.append(([cmd], work / f"{out.name}.log", out / "summary.json"))
                     if seed == a.seeds[0]:
@@ -550,9 +582,9 @@ def main(argv: list[str] | None = None) -> int:
         "jobs": a.jobs,
         "experiment": a.name,
         "layer_iteration": a.layer_iteration,
-        "grpo_prompts_per_step": a.grpo_prompts,
+        "knobs": dataclasses.asdict(knobs),
     }
-    data = collect(work, a.recoveries, a.budgets, a.schedules, a.seeds, a.grpo_prompts)
+    data = collect(work, a.recoveries, a.budgets, a.schedules, a.seeds, knobs)
     write_results(a.name + a.suffix, data, meta, Path(a.results))
     print(f"wrote {a.results}/{a.name + a.suffix}.md and .json ({len(data['runs'])} runs)")
     return 0

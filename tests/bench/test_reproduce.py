@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 _PATH = Path(__file__).resolve().parents[2] / "bench" / "reproduce.py"
 _spec = importlib.util.spec_from_file_location("bench_reproduce", _PATH)
 reproduce = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = reproduce  # dataclasses look their module up there
 _spec.loader.exec_module(reproduce)
 
 
@@ -80,21 +82,22 @@ def test_wider_grpo_steps_keep_the_steps_sample_more_prompts_and_run_apart(tmp_p
     """--grpo-prompts 8: same steps, 8 x 8 completions a step, 8 prompts a step in the chunk, own run dirs."""
     from tests.conftest import run_cli
 
-    cmd = reproduce.loop_command(Path("m"), Path("o"), "one_shot", "grpo", "light", 0, "first", prompts=8)
+    wide = reproduce.Knobs(grpo_prompts=8)
+    cmd = reproduce.loop_command(Path("m"), Path("o"), "one_shot", "grpo", "light", 0, "first", wide)
     steps = reproduce.BUDGETS["light"]["max_steps"]  # per iteration: one_shot=true multiplies it
     assert f"recovery.config.max_steps={steps}" in cmd and f"recovery.chunk_size={steps * 8}" in cmd
     assert "recovery.config.per_device_train_batch_size=64" in cmd
     overrides = [c for c in cmd[3:] if not c.startswith(("model=", "output_dir="))]
     assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, capsys.readouterr().err
-    assert reproduce.recovery_label("grpo", 8) == "grpo_p8" and reproduce.recovery_label("grpo") == "grpo"
-    assert reproduce.recovery_label("sft", 8) == "sft"
+    assert wide.label("grpo") == "grpo_p8" and reproduce.Knobs().label("grpo") == "grpo"
+    assert wide.label("sft") == "sft" and reproduce.Knobs(learning_rate=3e-4).label("cpt") == "cpt_lr0.0003"
     # a finished wide run is collected under its own label; the default-width grid does not see it
     summ = {"baseline": {"metrics": {"arith": {"accuracy": 0.9}}}, "final": {"metrics": {"arith": {"accuracy": 0.7}}}}
     summ |= {"completed_iterations": 1, "recovery_steps": steps, "tokens": 1, "wall_time": 1.0}
     (tmp_path / "grpo_p8-light-one_shot-s0").mkdir()
     (tmp_path / "grpo_p8-light-one_shot-s0" / "summary.json").write_text(json.dumps(summ))
-    wide = reproduce.collect(tmp_path, ["grpo"], ["light"], ["one_shot"], [0], prompts=8)["runs"]
-    assert [(r["variant"], r["prompts_per_step"], r["accuracy"]) for r in wide] == [("8 prompts/step", 8, 0.7)]
+    runs = reproduce.collect(tmp_path, ["grpo"], ["light"], ["one_shot"], [0], wide)["runs"]
+    assert [(r["variant"], r["prompts_per_step"], r["accuracy"]) for r in runs] == [("8 prompts/step", 8, 0.7)]
     assert reproduce.collect(tmp_path, ["grpo"], ["light"], ["one_shot"], [0])["runs"] == []
 
 
@@ -114,3 +117,14 @@ def test_collect_counts_a_run_the_gate_stopped_as_the_dense_model_it_kept(tmp_pa
         (1, 0.9, 0.495),
     ]
     assert runs[0]["stopped_reason"] == "gate violated" and runs[0]["completed_iterations"] == 0
+
+
+def test_a_learning_rate_grid_trains_runs_and_control_at_that_rate_apart_from_the_default(tmp_path):
+    knobs = reproduce.Knobs(learning_rate=3e-4)
+    cmd = reproduce.loop_command(Path("m"), Path("o"), "gradual_4_carry", "cpt", "light", 0, "first", knobs)
+    assert "recovery.config.learning_rate=0.0003" in cmd and "recovery.config.learning_rate=0.001" not in cmd
+    every, _, _ = reproduce.control_commands(Path("m"), tmp_path / "c", "light", 0, "cpt", knobs)
+    assert "learning_rate=0.0003" in every[0]
+    assert knobs.variant("cpt", "carry") == "carry, lr 0.0003" and knobs.variant("cpt", None) == "lr 0.0003"
+    assert reproduce.Knobs().variant("cpt", None) is None and knobs.fields("cpt") == {"learning_rate": 3e-4}
+    assert reproduce.Knobs().fields("grpo") == {"learning_rate": 1e-4, "prompts_per_step": 2}

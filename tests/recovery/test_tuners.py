@@ -169,6 +169,7 @@ def test_grpo_raises_mean_reward(tmp_path):
     after = sampled_reward(model, tok)
     assert after > max(0.06, 2 * before), (before, after)
     assert all("reward" in m and "kl" in m for m in res.metrics) and res.steps == 8
+    assert all(0.0 <= m["frac_reward_zero_std"] <= 1.0 for m in res.metrics)
     assert changed(snap, model)
     assert float(res.optimizer_state["model.norm.weight"]["step"]) == 8
 

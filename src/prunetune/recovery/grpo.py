@@ -69,7 +69,9 @@ def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> Rec
         cfg,
         ctx,
         args,
-        extra_metrics=("reward", "reward_std", "kl"),
+        # frac_reward_zero_std: the share of completions whose group all scored alike, so carry no
+        # advantage (the loss cannot tell: on-policy it is ~0 whenever a group's lengths match)
+        extra_metrics=("reward", "reward_std", "frac_reward_zero_std", "kl"),
         reward_funcs=list(funcs),
         beta=float(cfg["beta"]),
     )

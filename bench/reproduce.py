@@ -449,7 +449,7 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
             f"({v['chunk_size'] * ITERATIONS} records)"
             for b, v in BUDGETS.items()
         )
-        + f". Training: {TRAIN}"
+        + f". Training: {knobs.train('sft')}"
         + (
             f"; grpo: {knobs.train('grpo')}, the same steps, {knobs.grpo_prompts} prompts per step"
             if "grpo" in {r["recovery"] for r in data["runs"] + data["controls"]}
@@ -491,6 +491,12 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
         at = lines.index("Per run (accuracy, fraction of non-embedding parameters kept):")
         lines[at:at] = [notes.read_text().rstrip(), ""]
     atomic_write_text(out_dir / f"{name}.md", "\n".join(lines))
+
+
+def _knobs_of(parser: argparse.ArgumentParser, command: str) -> Knobs:
+    """The knobs a recorded grid command ran with."""
+    a = parser.parse_args(shlex.split(command)[2:])
+    return Knobs(a.grpo_prompts, a.learning_rate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -565,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     grids = json.loads(grids_file.read_text()) if grids_file.is_file() else []
     if a.write_only and not grids_file.is_file():  # e.g. a combined table over grids run under other suffixes
         grids = [g for f in sorted(work.glob("grids*.json")) for g in json.loads(f.read_text())]
+        grids = [g for g in grids if _knobs_of(p, g["command"]) == knobs]  # only grids this table collects
     if not a.write_only:
         with ThreadPoolExecutor(max_workers=a.jobs) as pool:
             list(pool.map(lambda j: _run(*j), jobs))

@@ -128,3 +128,17 @@ def test_a_learning_rate_grid_trains_runs_and_control_at_that_rate_apart_from_th
     assert knobs.variant("cpt", "carry") == "carry, lr 0.0003" and knobs.variant("cpt", None) == "lr 0.0003"
     assert reproduce.Knobs().variant("cpt", None) is None and knobs.fields("cpt") == {"learning_rate": 3e-4}
     assert reproduce.Knobs().fields("grpo") == {"learning_rate": 1e-4, "prompts_per_step": 2}
+
+
+def test_a_combined_table_lists_only_the_grids_with_its_knobs(tmp_path):
+    """--write-only with no grids file of its own gathers the others', but not those run with other knobs."""
+    work = tmp_path / "gradual_vs_oneshot" / "sha8"
+    work.mkdir(parents=True)
+    cmd = ".venv/bin/python bench/reproduce.py gradual_vs_oneshot --recoveries grpo --suffix _g"
+    grids = {"_g": cmd, "_p8": cmd + " --grpo-prompts 8", "_lr": cmd + " --learning-rate 3e-4"}
+    for suffix, command in grids.items():
+        (work / f"grids{suffix}.json").write_text(json.dumps([{"command": command, "wall_s": 1.0}]))
+    args = ["gradual_vs_oneshot", "--work", str(tmp_path), "--model-dir", str(tmp_path / "x-sha8")]
+    assert reproduce.main([*args, "--results", str(tmp_path / "r"), "--write-only"]) == 0
+    meta = json.loads((tmp_path / "r" / "gradual_vs_oneshot.json").read_text())["meta"]
+    assert meta["commands"] == [cmd]

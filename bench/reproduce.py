@@ -62,6 +62,12 @@ class Knobs:
 
     grpo_prompts: int = GRPO_PROMPTS
     learning_rate: float | None = None  # None: TRAIN's, or GRPO_TRAIN's for grpo
+    keep: float | None = None  # target.keep for the pruned runs; None: the demo recipe's 0.5
+
+    @property
+    def for_control(self) -> Knobs:
+        """The control prunes nothing, so the target does not set it apart."""
+        return dataclasses.replace(self, keep=None)
 
     def train(self, recovery: str) -> dict:
         base = TRAIN
@@ -80,6 +86,8 @@ class Knobs:
             out.append((f"p{self.grpo_prompts}", f"{self.grpo_prompts} prompts/step"))
         if self.learning_rate is not None:
             out.append((f"lr{self.learning_rate:g}", f"lr {self.learning_rate:g}"))
+        if self.keep is not None:
+            out.append((f"keep{self.keep:g}", f"keep {self.keep:g}"))
         return out
 
     def label(self, recovery: str) -> str:
@@ -217,7 +225,7 @@ def loop_command(
     steps, chunk = budget_for(budget, iterations)
     chunk = knobs.records(recovery, steps, chunk)
     cmd = [PRUNETUNE, "run", RECIPE, f"model={model}", f"output_dir={out}", f"seed={seed}"]
-    cmd += [f"iterations={iterations}"]
+    cmd += [f"iterations={iterations}"] + ([f"target.keep={knobs.keep}"] if knobs.keep is not None else [])
     if not any(x.startswith("schedule.layers=") for x in extra):
         cmd += [f"schedule.layers={{{1 if layer_at == 'first' else iterations}: 1}}"]
     cmd += [f"recovery.method={recovery}", f"recovery.chunk_size={chunk}"]
@@ -332,17 +340,18 @@ def collect(work: Path, recoveries, budgets, schedules, seeds, knobs: Knobs = Kn
     for method in dict.fromkeys(control_method(r) for r in recoveries):
         for budget in budgets:
             for seed in seeds:
-                e = control_dir(work, knobs.label(method), budget, seed) / "eval.json"
+                e = control_dir(work, knobs.for_control.label(method), budget, seed) / "eval.json"
                 if not e.is_file():
                     continue
                 res = json.loads(e.read_text())
                 acc = _find_accuracy(res)
                 steps = budget_for(budget, ITERATIONS)[0] * ITERATIONS
                 controls.append(
-                    {"schedule": "dense_control", "variant": knobs.variant(method, None), "recovery": method}
+                    {"schedule": "dense_control", "variant": knobs.for_control.variant(method, None)}
+                    | {"recovery": method}
                     | {"budget": budget, "seed": seed}
                     | {"accuracy": acc, "non_embedding_params_kept": 1.0, "recovery_steps": steps}
-                    | knobs.fields(method)
+                    | knobs.for_control.fields(method)
                 )
     return {"runs": runs, "controls": controls, "dense_by_seed": dense}
 
@@ -496,7 +505,7 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
 def _knobs_of(parser: argparse.ArgumentParser, command: str) -> Knobs:
     """The knobs a recorded grid command ran with."""
     a = parser.parse_args(shlex.split(command)[2:])
-    return Knobs(a.grpo_prompts, a.learning_rate)
+    return Knobs(a.grpo_prompts, a.learning_rate, a.keep)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -525,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"for every run and control of the grid (default {TRAIN['learning_rate']:g}, grpo "
         f"{GRPO_TRAIN['learning_rate']:g})",
     )
+    p.add_argument("--keep", type=float, help="fraction of non-embedding parameters to keep (default 0.5)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--work", default="runs/bench")
     p.add_argument("--model-dir", help="use this reference snapshot instead of copying the shipped one")
@@ -540,7 +550,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--grpo-prompts must be at least 1, got {a.grpo_prompts}")
     if a.learning_rate is not None and not a.learning_rate > 0:
         p.error(f"--learning-rate must be positive, got {a.learning_rate}")
-    knobs = Knobs(a.grpo_prompts, a.learning_rate)
+    if a.keep is not None and not 0 < a.keep < 1:
+        p.error(f"--keep must be between 0 and 1, got {a.keep}")
+    knobs = Knobs(a.grpo_prompts, a.learning_rate, a.keep)
 
     base = (ROOT / a.work).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -552,8 +564,8 @@ def main(argv: list[str] | None = None) -> int:
         if not a.no_control:
             for method in dict.fromkeys(control_method(r) for r in a.recoveries):
                 for budget in a.budgets:
-                    out = control_dir(work, knobs.label(method), budget, seed)
-                    every, todo, result = control_commands(model, out, budget, seed, method, knobs)
+                    out = control_dir(work, knobs.for_control.label(method), budget, seed)
+                    every, todo, result = control_commands(model, out, budget, seed, method, knobs.for_control)
                     jobs.append((todo, out / "log.txt", result))
                     if seed == a.seeds[0]:
                         examples += [shlex.join(c) for c in every]

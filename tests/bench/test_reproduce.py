@@ -142,3 +142,15 @@ def test_a_combined_table_lists_only_the_grids_with_its_knobs(tmp_path):
     assert reproduce.main([*args, "--results", str(tmp_path / "r"), "--write-only"]) == 0
     meta = json.loads((tmp_path / "r" / "gradual_vs_oneshot.json").read_text())["meta"]
     assert meta["commands"] == [cmd]
+
+
+def test_a_deeper_target_cuts_the_runs_but_shares_the_dense_control(capsys):
+    deep = reproduce.Knobs(keep=0.35)
+    cmd = reproduce.loop_command(Path("m"), Path("o"), "gradual_4_carry", "grpo", "light", 0, "first", deep)
+    assert "target.keep=0.35" in cmd and deep.label("grpo") == "grpo_keep0.35"
+    assert deep.for_control.label("grpo") == "grpo" and deep.variant("grpo", "carry") == "carry, keep 0.35"
+    from tests.conftest import run_cli
+
+    overrides = [c for c in cmd[3:] if not c.startswith(("model=", "output_dir="))]
+    assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, capsys.readouterr().err
+    assert "final: 33.9% of non-embedding" in capsys.readouterr().out

@@ -126,6 +126,12 @@ SCHEDULES = {
         4,
         [*CARRY, "recovery.teacher=dense"],
     ),
+    "gradual_8_carry_dense_teacher": (
+        "gradual_8",
+        "carry, dense teacher",
+        8,
+        [*CARRY, "recovery.teacher=dense"],
+    ),
 }
 # The sensitivity experiments vary one thing each and otherwise use the demo's options (CARRY). Their
 # entries name their own layer schedule, so --layer-iteration does not apply to them.

@@ -16,6 +16,10 @@ a grid uses the same weights even if the shipped model is rebuilt meanwhile. Run
     .venv/bin/python bench/reproduce.py gradual_vs_oneshot --seeds 0 1 2 --jobs 2
     .venv/bin/python bench/reproduce.py gradual_vs_oneshot --recoveries distill --budgets light
     .venv/bin/python bench/reproduce.py gradual_vs_oneshot --write-only   # re-aggregate finished runs
+
+`--grpo-prompts`, `--learning-rate` and `--keep` run a grid with other settings, in its own run
+directories (e.g. `grpo_p8-light-one_shot-s0`); a combined `--write-only` table lists only the grids
+run with its own settings.
 """
 
 from __future__ import annotations
@@ -419,6 +423,11 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
     lines = [
         f"# {name}: {TITLES[meta['experiment']]}",
         "",
+        *(
+            [f"Target overridden (`--keep {knobs.keep:g}`): keep {knobs.keep:g} of the non-embedding parameters.", ""]
+            if knobs.keep is not None
+            else []
+        ),
         f"Reference model: `{meta['model']}` (sha256 of model.safetensors starts `{meta['model_sha8']}`); "
         f"dense accuracy (arith, {EVAL['limit']} held-out problems per seed, greedy): "
         + (", ".join(f"seed {k}: {v:.3f}" for k, v in payload["dense_accuracy_by_seed"].items()) or "n/a"),

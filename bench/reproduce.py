@@ -346,6 +346,7 @@ def collect(work: Path, recoveries, budgets, schedules, seeds, knobs: Knobs = Kn
                         | {"tokens": summ["tokens"], "wall_time_s": summ["wall_time"]}
                         | {"rollbacks": summ.get("rollbacks", 0)}
                         | knobs.fields(rec)
+                        | trajectory(s.parent / "metrics.jsonl")
                     )
     for method in dict.fromkeys(control_method(r) for r in recoveries):
         for budget in budgets:
@@ -364,6 +365,20 @@ def collect(work: Path, recoveries, budgets, schedules, seeds, knobs: Knobs = Kn
                     | knobs.for_control.fields(method)
                 )
     return {"runs": runs, "controls": controls, "dense_by_seed": dense}
+
+
+def trajectory(metrics: Path) -> dict:
+    """What the readings quote from a run's metrics.jsonl: the accuracy of every evaluation after an
+    iteration, in order (attempts a gate rolled back included), and for GRPO the mean over its steps of
+    TRL's frac_reward_zero_std (None where the run predates its logging)."""
+    from prunetune.io import read_jsonl
+
+    events = read_jsonl(metrics) if metrics.is_file() else []
+    out = {"eval_accuracies": [e["metrics"]["arith"]["accuracy"] for e in events if e["event"] == "eval"]}
+    zero = [e["frac_reward_zero_std"] for e in events if "frac_reward_zero_std" in e]
+    if any("reward" in e for e in events):
+        out["frac_reward_zero_std"] = sum(zero) / len(zero) if zero else None
+    return out
 
 
 def _find_accuracy(res) -> float:
@@ -504,7 +519,8 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
         "```",
         "",
         f"Packages: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}. CPU: {meta['cpu']}; "
-        f"one torch thread per run, {meta['jobs']} runs at a time, machine shared with other jobs "
+        f"one torch thread per run, {'-'.join(map(str, _span(meta['jobs'])))} runs at a time, "
+        "machine shared with other jobs "
         "(wall times are indicative only). Grid wall time: "
         + "; ".join(f"{g['wall_s']:.0f} s" for g in meta["grids"])
         + ".",
@@ -517,9 +533,18 @@ def write_results(name: str, data: dict, meta: dict, out_dir: Path) -> None:
     atomic_write_text(out_dir / f"{name}.md", "\n".join(lines))
 
 
-def _knobs_of(parser: argparse.ArgumentParser, command: str) -> Knobs:
-    """The knobs a recorded grid command ran with."""
-    a = parser.parse_args(shlex.split(command)[2:])
+def _span(jobs) -> list[int]:
+    """[n] or [min, max] of the runs-at-a-time the grids used (older results hold one int)."""
+    jobs = jobs if isinstance(jobs, list) else [jobs]
+    return sorted({min(jobs), max(jobs)})
+
+
+def _args_of(parser: argparse.ArgumentParser, command: str) -> argparse.Namespace:
+    """The arguments a recorded grid command ran with."""
+    return parser.parse_args(shlex.split(command)[2:])
+
+
+def _knobs(a: argparse.Namespace) -> Knobs:
     return Knobs(a.grpo_prompts, a.learning_rate, a.keep)
 
 
@@ -567,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--learning-rate must be positive, got {a.learning_rate}")
     if a.keep is not None and not 0 < a.keep < 1:
         p.error(f"--keep must be between 0 and 1, got {a.keep}")
-    knobs = Knobs(a.grpo_prompts, a.learning_rate, a.keep)
+    knobs = _knobs(a)
 
     base = (ROOT / a.work).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -598,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     grids = json.loads(grids_file.read_text()) if grids_file.is_file() else []
     if a.write_only and not grids_file.is_file():  # e.g. a combined table over grids run under other suffixes
         grids = [g for f in sorted(work.glob("grids*.json")) for g in json.loads(f.read_text())]
-        grids = [g for g in grids if _knobs_of(p, g["command"]) == knobs]  # only grids this table collects
+        grids = [g for g in grids if _knobs(_args_of(p, g["command"])) == knobs]  # only grids this table collects
     if not a.write_only:
         with ThreadPoolExecutor(max_workers=a.jobs) as pool:
             list(pool.map(lambda j: _run(*j), jobs))
@@ -613,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
         "example_commands": [e.replace(str(ROOT) + "/", "") for e in examples],
         "versions": _versions(),
         "cpu": _cpu(),
-        "jobs": a.jobs,
+        # runs at a time, as the grids ran (a --write-only call runs nothing)
+        "jobs": sorted({_args_of(p, g["command"]).jobs for g in grids}) or [a.jobs],
         "experiment": a.name,
         "layer_iteration": a.layer_iteration,
         "knobs": dataclasses.asdict(knobs),

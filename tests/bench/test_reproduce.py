@@ -130,7 +130,7 @@ def test_a_learning_rate_grid_trains_runs_and_control_at_that_rate_apart_from_th
     assert reproduce.Knobs().fields("grpo") == {"learning_rate": 1e-4, "prompts_per_step": 2}
 
 
-def test_a_combined_table_lists_only_the_grids_with_its_knobs(tmp_path):
+def test_a_combined_table_lists_only_the_grids_with_its_knobs_and_their_jobs(tmp_path):
     """--write-only with no grids file of its own gathers the others', but not those run with other knobs."""
     work = tmp_path / "gradual_vs_oneshot" / "sha8"
     work.mkdir(parents=True)
@@ -139,9 +139,11 @@ def test_a_combined_table_lists_only_the_grids_with_its_knobs(tmp_path):
     for suffix, command in grids.items():
         (work / f"grids{suffix}.json").write_text(json.dumps([{"command": command, "wall_s": 1.0}]))
     args = ["gradual_vs_oneshot", "--work", str(tmp_path), "--model-dir", str(tmp_path / "x-sha8")]
-    assert reproduce.main([*args, "--results", str(tmp_path / "r"), "--write-only"]) == 0
+    assert reproduce.main([*args, "--results", str(tmp_path / "r"), "--write-only", "--jobs", "5"]) == 0
     meta = json.loads((tmp_path / "r" / "gradual_vs_oneshot.json").read_text())["meta"]
     assert meta["commands"] == [cmd]
+    assert meta["jobs"] == [2]  # as the grid ran (its default), not the --write-only call's 5
+    assert "2 runs at a time" in (tmp_path / "r" / "gradual_vs_oneshot.md").read_text()
 
 
 def test_a_deeper_target_cuts_the_runs_but_shares_the_dense_control(capsys):
@@ -154,3 +156,19 @@ def test_a_deeper_target_cuts_the_runs_but_shares_the_dense_control(capsys):
     overrides = [c for c in cmd[3:] if not c.startswith(("model=", "output_dir="))]
     assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, capsys.readouterr().err
     assert "final: 33.9% of non-embedding" in capsys.readouterr().out
+
+
+def test_trajectory_reads_every_evaluation_and_the_grpo_signal_a_reading_quotes(tmp_path):
+    events = [
+        {"event": "baseline", "metrics": {"arith": {"accuracy": 0.9}}},
+        {"event": "recover", "step": 1, "reward": 0.5, "frac_reward_zero_std": 0.25},
+        {"event": "recover", "step": 2, "reward": 0.6, "frac_reward_zero_std": 0.75},
+        {"event": "eval", "iteration": 1, "metrics": {"arith": {"accuracy": 0.7}}},
+        {"event": "eval", "iteration": 2, "metrics": {"arith": {"accuracy": 0.6}}},
+    ]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert reproduce.trajectory(path) == {"eval_accuracies": [0.7, 0.6], "frac_reward_zero_std": 0.5}
+    path.write_text("".join(json.dumps(e) + "\n" for e in events if "reward" not in e))  # no GRPO steps
+    assert reproduce.trajectory(path) == {"eval_accuracies": [0.7, 0.6]}
+    assert reproduce.trajectory(tmp_path / "missing.jsonl") == {"eval_accuracies": []}

@@ -369,15 +369,21 @@ def collect(work: Path, recoveries, budgets, schedules, seeds, knobs: Knobs = Kn
 
 def trajectory(metrics: Path) -> dict:
     """What the readings quote from a run's metrics.jsonl: the accuracy of every evaluation after an
-    iteration, in order (attempts a gate rolled back included), and for GRPO the mean over its steps of
-    TRL's frac_reward_zero_std (None where the run predates its logging)."""
+    iteration, in order (attempts a gate rolled back included), the first and last logged recovery loss,
+    and for GRPO the mean over its steps of TRL's frac_reward_zero_std (None where the run predates its
+    logging) and the mean reward of its first and last 10 steps."""
     from prunetune.io import read_jsonl
 
     events = read_jsonl(metrics) if metrics.is_file() else []
     out = {"eval_accuracies": [e["metrics"]["arith"]["accuracy"] for e in events if e["event"] == "eval"]}
-    zero = [e["frac_reward_zero_std"] for e in events if "frac_reward_zero_std" in e]
-    if any("reward" in e for e in events):
+    losses = [e["loss"] for e in events if e["event"] == "recover" and "loss" in e]
+    if losses:
+        out["loss_first_last"] = [losses[0], losses[-1]]
+    rewards = [e["reward"] for e in events if e["event"] == "recover" and "reward" in e]
+    if rewards:
+        zero = [e["frac_reward_zero_std"] for e in events if "frac_reward_zero_std" in e]
         out["frac_reward_zero_std"] = sum(zero) / len(zero) if zero else None
+        out["reward_first_last_10"] = [sum(rewards[:10]) / len(rewards[:10]), sum(rewards[-10:]) / len(rewards[-10:])]
     return out
 
 

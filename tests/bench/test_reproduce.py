@@ -161,14 +161,19 @@ def test_a_deeper_target_cuts_the_runs_but_shares_the_dense_control(capsys):
 def test_trajectory_reads_every_evaluation_and_the_grpo_signal_a_reading_quotes(tmp_path):
     events = [
         {"event": "baseline", "metrics": {"arith": {"accuracy": 0.9}}},
-        {"event": "recover", "step": 1, "reward": 0.5, "frac_reward_zero_std": 0.25},
-        {"event": "recover", "step": 2, "reward": 0.6, "frac_reward_zero_std": 0.75},
+        {"event": "recover", "step": 1, "loss": 2.0, "reward": 0.5, "frac_reward_zero_std": 0.25},
+        {"event": "recover", "step": 2, "loss": 1.0, "reward": 0.7, "frac_reward_zero_std": 0.75},
         {"event": "eval", "iteration": 1, "metrics": {"arith": {"accuracy": 0.7}}},
         {"event": "eval", "iteration": 2, "metrics": {"arith": {"accuracy": 0.6}}},
     ]
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    assert reproduce.trajectory(path) == {"eval_accuracies": [0.7, 0.6], "frac_reward_zero_std": 0.5}
+    assert reproduce.trajectory(path) == {
+        "eval_accuracies": [0.7, 0.6],
+        "loss_first_last": [2.0, 1.0],
+        "frac_reward_zero_std": 0.5,
+        "reward_first_last_10": [0.6, 0.6],  # two steps: both windows hold both
+    }
     path.write_text("".join(json.dumps(e) + "\n" for e in events if "reward" not in e))  # no GRPO steps
     assert reproduce.trajectory(path) == {"eval_accuracies": [0.7, 0.6]}
     assert reproduce.trajectory(tmp_path / "missing.jsonl") == {"eval_accuracies": []}

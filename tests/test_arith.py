@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from prunetune import arith
+from prunetune.builtin import arith
 from prunetune.errors import UserError
 
 # An operator table of the test's own: answers are recomputed without the generator's arithmetic.

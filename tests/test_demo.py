@@ -5,7 +5,7 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM
 
-from prunetune.demo import RECIPE, run_demo
+from prunetune.loop.demo import RECIPE, run_demo
 
 
 def test_short_demo_end_to_end(tmp_path, capsys):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from prunetune.generation import cut_at_stop, generate
-from prunetune.models.tiny import tiny_model
+from prunetune.builtin.tiny import tiny_model
+from prunetune.tasks.generation import cut_at_stop, generate
 
 PROMPTS = [
     "Question: Tom has 3 apples",

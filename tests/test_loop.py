@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from prunetune.config import load_recipe
 from prunetune.errors import UserError
 from prunetune.io import read_jsonl
 from prunetune.loop import run
+from prunetune.loop.recipe import load_recipe
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,10 +113,25 @@ def test_resume_after_sigkill(tmp_path, crash):
     assert iters == [1, 2]  # the interrupted attempt's log lines were dropped on resume
 
 
-def test_gate_violation_rolls_back_and_halves_the_step(tmp_path):
-    # max_drop < 0 demands an improvement no random model makes: every iteration violates the gate
+@pytest.fixture
+def accuracy_falls(monkeypatch):
+    """The dense model scores 1.0 and every pruned one 0.0: every iteration violates a gate of max_drop < 1."""
+    import prunetune.tasks.evaluate as ev
+
+    real, calls = ev.evaluate, []
+
+    def evaluate(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out["metrics"]["accuracy"] = 1.0 if not calls else 0.0
+        calls.append(1)
+        return out
+
+    monkeypatch.setattr(ev, "evaluate", evaluate)
+
+
+def test_gate_violation_rolls_back_and_halves_the_step(tmp_path, accuracy_falls):
     recipe = _recipe(
-        tmp_path, "iterations=1", "gate.max_drop=-0.5", "gate.max_retries=1", "schedule.kv_groups={}"
+        tmp_path, "iterations=1", "gate.max_drop=0.5", "gate.max_retries=1", "schedule.kv_groups={}"
     )
     summary = run(recipe, progress=False)
     metrics = read_jsonl(Path(recipe.output_dir) / "metrics.jsonl")
@@ -129,8 +144,8 @@ def test_gate_violation_rolls_back_and_halves_the_step(tmp_path):
     assert summary["completed_iterations"] == 0 and summary["final"] is None
 
 
-def test_gate_stop(tmp_path):
-    recipe = _recipe(tmp_path, "gate.max_drop=-0.5", "gate.on_violation=stop")
+def test_gate_stop(tmp_path, accuracy_falls):
+    recipe = _recipe(tmp_path, "gate.max_drop=0.5", "gate.on_violation=stop")
     summary = run(recipe, progress=False)
     assert summary["rollbacks"] == 0 and summary["completed_iterations"] == 0
     assert not list(Path(recipe.output_dir).glob("iteration_*"))
@@ -159,12 +174,15 @@ def test_changed_recipe_against_existing_run_is_an_error(tmp_path, capsys):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["recovery.methd=cpt"], "unknown recipe key 'recovery.methd' (did you mean 'method'?)"),
+        (["recovery.methd=cpt"], "unknown key 'recovery.methd' (did you mean 'method'?)"),
         (["target.keep=0.001"], "impossible"),
         (["model=/no/such/model"], "does not exist"),
         (["recovery.method=cpd"], "did you mean 'cpt'"),
         (["schedule.layers={9: 1}"], "outside 1..2"),
-        (["schedule.layers={2:1}"], "schedule.layers must map iteration -> count with integers"),
+        (["schedule.layers={2:1}"], "schedule.layers.121: expected an integer, got None (a mapping like {2: 1}, with a space"),
+        (["seed=abc"], "seed: expected an integer, got 'abc'"),
+        (["gate.max_drop=-0.1"], "gate.max_drop: must be at least 0.0, got -0.1"),
+        (["prune.mlp_importance=ptl", "prune.mlp_options={order: ranked}"], "prune.mlp_options.order: must be one of rank, index"),
         (["evaluation.tasks=[arithm]"], "did you mean 'arith'"),
         (["recovery.config.learning_rat=1"], "learning_rate"),
     ],
@@ -186,12 +204,15 @@ def test_output_dir_holding_something_else(tmp_path, capsys):
     assert (out / "precious.txt").read_text() == "x"
 
 
-def test_every_shipped_recipe_validates_and_plans(capsys):
-    recipes = sorted((ROOT / "recipes").glob("*.yaml"))
-    assert len(recipes) >= 2
-    for path in recipes:
-        assert run_cli("validate", path) == 0, path
-        assert run_cli("plan", path) == 0, path
+def test_every_shipped_recipe_validates_and_plans_by_name(capsys, tmp_path, monkeypatch):
+    from prunetune.loop.recipe import shipped_recipes
+
+    recipes = shipped_recipes()
+    assert {"demo", "smoke", "smollm2"} <= set(recipes)
+    monkeypatch.chdir(tmp_path)  # by name, from anywhere: the recipes are package data
+    for name, path in recipes.items():
+        assert run_cli("validate", name) == 0, name
+        assert run_cli("plan", name) == 0, name
         text = path.read_text()
         assert text.startswith("#"), f"{path.name} must open with a comment saying what it does"
     out = capsys.readouterr().out
@@ -267,8 +288,8 @@ def test_torchrun_two_processes(tmp_path):
 
 def test_builtin_recovery_and_calibration_data_match_the_arith_task():
     """Recovery/calibration text must come from the distribution the task evaluates (and the reference learned)."""
-    from prunetune.calibration import calibration_texts
-    from prunetune.recovery_data import arith_records
+    from prunetune.data import calibration_texts
+    from prunetune.data import chunk as data_chunk
     from prunetune.tasks import get_task
 
     task_numbers = {
@@ -277,7 +298,7 @@ def test_builtin_recovery_and_calibration_data_match_the_arith_task():
         for n in e.meta["spec"]["steps"]
         for n in [n[1]]
     }
-    rec = arith_records(0, 200)
+    rec = data_chunk("arith", 0, 200)
     assert max(task_numbers) <= 20
     import re
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from prunetune import arith, reference
+from prunetune.builtin import arith, reference
 from prunetune.checkpoint import load_model
 from prunetune.errors import UserError
 from tests.conftest import run_cli

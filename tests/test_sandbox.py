@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from prunetune.sandbox import _pids_of_uid, _sandbox_python, run_many, run_program
+from prunetune.tasks.sandbox import _pids_of_uid, _sandbox_python, run_many, run_program
 
 HOSTILE = {
     "infinite_loop": ("while True:\n    pass\n", "timeout"),
@@ -39,7 +39,7 @@ def test_fork_loop_leaves_no_process_behind():
     r = run_program(HOSTILE["fork_loop"][0] + "", timeout=1.5)
     assert r.status == "timeout"
     if switch_uid:  # every process of the private uids is gone
-        from prunetune.sandbox import _UID_BASE
+        from prunetune.tasks.sandbox import _UID_BASE
 
         leftover = []
         for pid in filter(str.isdigit, os.listdir("/proc")):

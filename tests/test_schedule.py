@@ -1,6 +1,6 @@
 """Step.halves: how the adaptive gate splits a step that failed it."""
 
-from prunetune.schedule import Step
+from prunetune.loop.planner import Step
 
 
 def test_mixed_step_splits_the_whole_layer_from_the_neurons_first():

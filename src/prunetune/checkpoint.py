@@ -5,14 +5,33 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from prunetune.errors import UserError
+from prunetune.errors import UserError, did_you_mean
 from prunetune.io import atomic_dir, atomic_write_json
+from prunetune.registry import Registry
 
 HISTORY_FILE = "prunetune_history.json"
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A model known by name: a checkpoint directory shipped in a package, or one built in code."""
+
+    path: Callable[[], Path] | None = None
+    """Where the shipped checkpoint directory is."""
+    build: Callable[..., tuple] | None = None
+    """build(dtype) -> (model, tokenizer), for models made in code."""
+    config: Callable[[], object] | None = None
+    """The config of a model made in code, without building it."""
+
+
+MODELS = Registry("built-in model")
+"""name -> BuiltinModel, filled by plugins (`prunetune ls` lists the names)."""
 
 
 @contextlib.contextmanager
@@ -42,40 +61,68 @@ def parse_dtype(name: str | torch.dtype | None) -> torch.dtype:
     return DTYPES[name]
 
 
+def is_builtin(name: str | os.PathLike) -> bool:
+    return str(name) in MODELS
+
+
 def resolve_model_path(name: str | os.PathLike) -> str:
-    """A built-in name (`reference`, `tiny-random-<family>`) stays as is; a path must be a checkpoint dir."""
+    """A built-in model name stays as is; a path must be a checkpoint dir (else a UserError naming it)."""
     name = str(name)
-    if name == "reference" or name.startswith("tiny-random-"):
+    if is_builtin(name):
         return name
     p = Path(name)
     if not p.is_dir():
-        raise UserError(f"model directory '{name}' does not exist")
+        hint = did_you_mean(name, MODELS.names()) if os.sep not in name else ""
+        raise UserError(f"model '{name}' does not exist (neither a checkpoint directory nor a built-in model){hint}")
     if not (p / "config.json").is_file():
         raise UserError(f"'{name}' is not a model checkpoint (no config.json)")
     return str(p)
+
+
+def checkpoint_dir(name: str | os.PathLike) -> Path | None:
+    """The directory holding `name`'s files (a built-in model made in code has none)."""
+    name = resolve_model_path(name)
+    if is_builtin(name):
+        entry = MODELS.get(name)
+        return entry.path() if entry.path else None
+    return Path(name)
+
+
+def model_config(name: str | os.PathLike):
+    """The model's config without its weights (for plans); the family must be one prunetune knows."""
+    from transformers import AutoConfig
+
+    path = checkpoint_dir(name)
+    if path is None:
+        return MODELS.get(str(name)).config()
+    model_type(path)
+    return AutoConfig.from_pretrained(path)
+
+
+def model_type(path: Path) -> str:
+    """`model_type` from config.json, checked to be a supported family before any weight is read."""
+    from prunetune.models import get_adapter
+
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"'{path}/config.json' is unreadable: {str(e).splitlines()[0]}") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"'{path}/config.json' must hold a JSON object")
+    get_adapter(type("C", (), {"model_type": cfg.get("model_type")})())
+    return cfg["model_type"]
 
 
 def load_model(name: str | os.PathLike, dtype=None, *, with_tokenizer: bool = True):
     """Load (model, tokenizer) from a checkpoint dir or a built-in name; bad input is a UserError."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from prunetune.models import get_adapter
-
     dtype = parse_dtype(dtype)
-    name = resolve_model_path(name)
-    if name.startswith("tiny-random-"):
-        from prunetune.models.tiny import tiny_model
-
-        return tiny_model(name[len("tiny-random-") :], dtype=dtype)
-    if name == "reference":
-        from prunetune.reference import reference_dir
-
-        name = str(reference_dir())
-    try:
-        cfg = json.loads((Path(name) / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"'{name}/config.json' is unreadable: {e}") from None
-    get_adapter(type("C", (), {"model_type": cfg.get("model_type")})())  # family check before loading weights
+    path = checkpoint_dir(name)
+    if path is None:
+        return MODELS.get(str(name)).build(dtype=dtype)
+    name = str(path)
+    model_type(path)  # family check before loading weights
     try:
         with quiet_hf_progress():
             model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)

@@ -1,267 +1,278 @@
-"""Recipes: typed dataclass groups loaded from YAML plus `key=value` overrides, with errors naming the key.
+"""Typed configs: dataclasses built from YAML mappings and `key=value` overrides, every value checked.
 
-One override syntax everywhere: `prunetune run recipe.yaml output_dir=runs/x iterations=2
-recovery.config.max_steps=10`. Values are parsed as YAML scalars. The resolved recipe is saved next to
-every run, and a re-run is compared against it.
+One mechanism for every config in prunetune (recipes, recovery methods, scorer options): `build(cls,
+data)` coerces each value by its field's annotation (int, float, bool, str, Literal choices, lists,
+mappings, nested dataclasses, `X | None`), applies the bounds in the field's metadata, and names the key
+in every error (`seed: expected an integer, got 'abc'`). One override syntax and one parser:
+`a.b.c=value`. A field's documentation is the string literal written under it, as in the rest of the code.
 """
 
 from __future__ import annotations
 
+import ast
+import copy
 import dataclasses
-from dataclasses import dataclass, field
+import functools
+import inspect
+import math
+import re
+import textwrap
+import types
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from prunetune.errors import UserError, did_you_mean
 
-
-@dataclass
-class TargetConfig:
-    keep: float | None = 0.5
-    """Fraction of NON-EMBEDDING parameters to keep at the end (None: use explicit per-iteration amounts)."""
-
-    def __post_init__(self):
-        if self.keep is not None and not 0 < self.keep < 1:
-            raise UserError(f"target.keep must be in (0, 1), got {self.keep}")
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_NULL = ("", "null", "none", "~")
+_TRUE, _FALSE = ("true", "yes", "on"), ("false", "no", "off")
 
 
-@dataclass
-class ScheduleConfig:
-    shape: str = "equal"
-    """How MLP removal is spread: equal (the paper) | front_loaded (same fraction of what is left each time) | cubic."""
-    mlp_iterations: list[int] | None = None
-    """1-based iterations in which MLP neurons are cut (default: every iteration)."""
-    mlp_neurons_per_iteration: int | None = None
-    """Explicit MLP neurons removed from every layer per MLP iteration (the paper: 1000); overrides target.keep."""
-    kv_groups: dict[int, int] = field(default_factory=dict)
-    """Iteration -> KV groups removed from every layer in it, e.g. {2: 1}."""
-    layers: dict[int, int] = field(default_factory=dict)
-    """Iteration -> whole layers removed in it (lowest-scoring), e.g. {4: 1}."""
-    round_to: int = 1
-    """Every intermediate width along the way is a multiple of this (hardware-friendly shapes)."""
-    tensor_parallel: int = 1
-    """Heads, KV heads and MLP width must stay divisible by this."""
-
-    def __post_init__(self):
-        shapes = ("equal", "front_loaded", "cubic")
-        if self.shape not in shapes:
-            raise UserError(
-                f"schedule.shape must be one of {', '.join(shapes)}, got '{self.shape}'{did_you_mean(self.shape, shapes)}"
-            )
-        for key in ("kv_groups", "layers"):
-            d = getattr(self, key)
-            if not isinstance(d, dict):
-                raise UserError(f"schedule.{key} must map iteration -> count, e.g. {{2: 1}}")
-            try:
-                setattr(self, key, {int(k): int(v) for k, v in d.items()})
-            except (TypeError, ValueError):
-                raise UserError(
-                    f"schedule.{key} must map iteration -> count with integers, e.g. {{2: 1}} (a space after "
-                    f"the colon), got {d}"
-                ) from None
-        if self.round_to < 1 or self.tensor_parallel < 1:
-            raise UserError("schedule.round_to and schedule.tensor_parallel must be >= 1")
+class Raw(str):
+    """Text from a command-line override: parsed by the type of the field it lands in, not by YAML rules."""
 
 
-@dataclass
-class PruneConfig:
-    mlp_importance: str = "activation"
-    """MLP scorer: ptl | activation | taylor | magnitude | random."""
-    kv_importance: str = "activation"
-    layer_importance: str = "block_influence"
-    ptl_order: str = "rank"
-    """For ptl: rank candidates by activation (rank) or take them by index like the reference code (index)."""
-    calibration: str = "arith"
-    """Reasoning calibration text: 'arith' (built-in) or a local JSONL/txt/parquet/datasets path."""
-    general: str | None = None
-    """General text protected by the ptl scorer (local file), optional."""
-    text_field: str = "text"
-    calibration_samples: int = 64
-    max_length: int = 256
+def bounded(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, **kw):
+    """A dataclass field whose numeric value is checked against the given bounds when built."""
+    meta = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    return dataclasses.field(default=default, metadata=meta, **kw)
 
 
-@dataclass
-class RecoveryConfig:
-    method: str = "cpt"
-    """cpt | sft | distill | grpo | none."""
-    data: str = "arith"
-    """Training data: 'arith' (built-in generator) or a local file; iteration i takes chunk i."""
-    chunk_size: int = 512
-    """Records per iteration's chunk (fresh and disjoint across iterations, as in the paper)."""
-    teacher: str = "dense"
-    """distill only: dense (the original model, every iteration) | previous (the model before this
-    iteration's cut). Dense scored 0.832 vs 0.736 on the reference (bench/results/gradual_vs_oneshot.md)
-    at the same peak memory: iteration 1's teacher is the uncut model either way."""
-    reward_task: str | None = None
-    """grpo only: the task whose score is the reward (default: the gate / first evaluation task)."""
-    reward_task_options: dict = field(default_factory=dict)
-    """grpo only: options for the reward task (e.g. {data: math_train.jsonl}); default: its evaluation options."""
-    correctness_weight: float = 0.9
-    format_weight: float = 0.1
-    carry_optimizer: bool = False
-    """Carry AdamW moments across iterations (sliced with the pruned units) instead of a fresh optimizer."""
-    global_schedule: bool = False
-    """One learning-rate schedule (single warm-up) across all iterations instead of one per iteration."""
-    config: dict = field(default_factory=dict)
-    """The tuner's own config (max_steps, learning_rate, ...; see `prunetune recover --help`)."""
+# ---- reading -----------------------------------------------------------------------------------
+def parse_overrides(items: list[str], base: dict | None = None) -> dict:
+    """`a.b.c=value` items laid, in order, over a copy of `base` (nested mappings of `Raw` texts).
 
-    def __post_init__(self):
-        if self.teacher not in ("previous", "dense"):
-            raise UserError(f"recovery.teacher must be previous or dense, got '{self.teacher}'")
-        if self.chunk_size <= 0:
-            raise UserError("recovery.chunk_size must be positive")
+    A later item wins; an item that sets a whole section (`recovery.config={}`) replaces it.
+    """
+    out: dict = copy.deepcopy(base or {})
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise UserError(f"override '{item}' must look like key=value (dotted keys for sections)")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if isinstance(node.get(part), Raw):  # e.g. recovery.config={} then recovery.config.max_steps=3
+                node[part] = parse_scalar(node[part])
+            if node.get(part) is None:
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                raise UserError(f"override '{item}' conflicts with '{part}' set earlier")
+            node = node[part]
+        node[parts[-1]] = Raw(raw)
+    return out
 
 
-@dataclass
-class EvalConfig:
-    tasks: list[str] = field(default_factory=lambda: ["arith"])
-    limit: int | None = 200
-    max_new_tokens: int = 512
-    batch_size: int = 32
-    after_prune: bool = False
-    """Also evaluate right after each cut, before recovery (shows the damage recovery has to undo)."""
-    task_options: dict[str, dict] = field(default_factory=dict)
-    """Per-task constructor options, e.g. {gsm8k: {path: data/gsm8k.jsonl}}."""
-
-    def __post_init__(self):
-        if isinstance(self.tasks, str):
-            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
-        if self.limit is not None and self.limit <= 0:
-            raise UserError(f"evaluation.limit must be positive, got {self.limit}")
-
-
-@dataclass
-class GateConfig:
-    max_drop: float | None = None
-    """Largest allowed accuracy drop (absolute, e.g. 0.05) after recovery; None disables the gate."""
-    against: str = "dense"
-    """dense (the baseline) | previous (the last accepted iteration)."""
-    task: str | None = None
-    """Task whose accuracy is gated (default: the first evaluation task)."""
-    on_violation: str = "rollback"
-    """stop | rollback (restore the previous checkpoint and retry with half the step)."""
-    max_retries: int = 3
-
-    def __post_init__(self):
-        if self.against not in ("dense", "previous"):
-            raise UserError(f"gate.against must be dense or previous, got '{self.against}'")
-        if self.on_violation not in ("stop", "rollback"):
-            raise UserError(f"gate.on_violation must be stop or rollback, got '{self.on_violation}'")
+def read_yaml(path: str | Path, what: str = "recipe") -> dict:
+    """A YAML file holding a mapping; every failure is a one-line UserError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{what} '{path}' is not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise UserError(f"{what} '{path}' is not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{what} '{path}' must be a mapping of keys, got {type(data).__name__}")
+    return data
 
 
-@dataclass
-class Recipe:
-    model: str = "reference"
-    """A checkpoint directory, or built-in: reference | tiny-random-<family>."""
-    output_dir: str = "runs/run"
-    seed: int = 0
-    iterations: int = 4
-    dtype: str = "float32"
-    one_shot: bool = False
-    """Spend the same total pruning and recovery budget in ONE prune + ONE recovery (the Prune-Once baseline)."""
-    keep: str = "all"
-    """Which iteration checkpoints to keep on disk: all | last | best."""
-    model_config: str | None = None
-    """A config.json giving the model's shape for `prunetune plan` when the weights are not here."""
-    compare_with: str | None = None
-    """Another run directory (e.g. the one-shot baseline) drawn on the same report axes."""
-    target: TargetConfig = field(default_factory=TargetConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    prune: PruneConfig = field(default_factory=PruneConfig)
-    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
-    evaluation: EvalConfig = field(default_factory=EvalConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
-
-    def __post_init__(self):
-        if self.iterations < 1:
-            raise UserError(f"iterations must be >= 1, got {self.iterations}")
-        if self.keep not in ("all", "last", "best"):
-            raise UserError(f"keep must be all, last or best, got '{self.keep}'")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise UserError(f"dtype must be float32 or bfloat16, got '{self.dtype}'")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+def parse_scalar(raw: str) -> Any:
+    """Override text for a field of no declared type: YAML for `{...}` / `[...]`, else a scalar or the text."""
+    text = raw.strip()
+    if text.lower() in _NULL:
+        return None
+    if _FLOAT.fullmatch(text) and not _INT.fullmatch(text):
+        return float(text)  # YAML 1.1 reads 1e-3 as a string
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, dict | list) and not text.startswith(("{", "[")):
+        return raw  # e.g. template=Question: {question} is text, not a mapping
+    return _plain(value)
 
 
-# ---------------------------------------------------------------------------------------------
-def _build(cls, data: Any, path: str):
-    """Instantiate dataclass `cls` from a mapping, rejecting unknown keys with the full key path."""
+def _plain(value):
+    if isinstance(value, Raw):
+        return parse_scalar(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---- building ----------------------------------------------------------------------------------
+def build(cls, data: Any, path: str = ""):
+    """An instance of dataclass `cls` from a mapping; unknown keys and ill-typed values name the key."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise UserError(f"recipe key '{path or 'top level'}' must be a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+        raise UserError(f"{path or 'the config'}: expected a mapping of keys, got {_show(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
         full = f"{path}.{key}" if path else str(key)
         if key not in fields:
-            raise UserError(f"unknown recipe key '{full}'{did_you_mean(key, fields)}")
-        sub = fields[key].type
-        sub_cls = _SECTIONS.get(key) if not path else None
-        if sub_cls is not None:
-            kwargs[key] = _build(sub_cls, value, full)
+            raise UserError(f"unknown key '{full}'{did_you_mean(key, fields)}")
+        kwargs[key] = _check_bounds(coerce(value, hints[key], full), fields[key].metadata, full)
+    return cls(**kwargs)
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """`value` as type `tp`, or a UserError naming `key`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any or tp is object:
+        return _plain(value)
+    if dataclasses.is_dataclass(tp):
+        return value if isinstance(value, tp) else build(tp, _plain_map(value, key), key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, Raw) and value.strip().lower() in _NULL):
+            if type(None) in args:
+                return None
+        errors = []
+        options = [a for a in args if a is not type(None)]
+        if isinstance(value, Raw) and value.strip().startswith(("[", "{")):
+            options.sort(key=lambda a: a is str)  # `[q_proj]` is a list before it is text
+        for option in options:
+            try:
+                return coerce(value, option, key)
+            except UserError as e:
+                errors.append(str(e))
+        raise UserError(errors[-1] if len(errors) == 1 else f"{key}: {_show(value)} is not a valid value ({_names(tp)})")
+    if origin is Literal:
+        text = str(value).strip() if isinstance(value, Raw) else value
+        if text not in args:
+            raise UserError(
+                f"{key}: must be one of {', '.join(map(str, args))}, got {_show(value)}{did_you_mean(text, args)}"
+            )
+        return text
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise UserError(f"{key}: expected true or false, got {_show(value)}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and _INT.fullmatch(value.strip()):
+            return int(value)
+        raise UserError(f"{key}: expected an integer, got {_show(value)}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out = float(value)
+        elif isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            out = float(value)
         else:
-            kwargs[key] = value
-        del sub
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise UserError(f"recipe section '{path or 'top level'}': {e}") from None
-
-
-_SECTIONS = {
-    "target": TargetConfig,
-    "schedule": ScheduleConfig,
-    "prune": PruneConfig,
-    "recovery": RecoveryConfig,
-    "evaluation": EvalConfig,
-    "gate": GateConfig,
-}
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """`a.b.c=value` pairs into the nested mapping (values parsed as YAML)."""
-    for item in overrides:
-        if "=" not in item:
-            raise UserError(f"override '{item}' must look like key=value")
-        key, raw = item.split("=", 1)
+            raise UserError(f"{key}: expected a number, got {_show(value)}")
+        if not math.isfinite(out):
+            raise UserError(f"{key}: expected a finite number, got {_show(value)}")
+        return out
+    if tp is str:
+        if isinstance(value, str):
+            return str(value)
+        raise UserError(f"{key}: expected a string, got {_show(value)}")
+    if origin is list:
+        if isinstance(value, Raw):
+            value = _plain(Raw(value)) if value.strip().startswith("[") else [v.strip() for v in value.split(",") if v.strip()]
+        elif isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise UserError(f"{key}: expected a list, got {_show(value)}")
+        return [coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if origin is dict or tp is dict:
+        value = _plain_map(value, key)
+        if not args:
+            return _plain(value)
         try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
-        node = data
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            if node.get(p) is None:
-                node[p] = {}
-            if not isinstance(node[p], dict):
-                raise UserError(f"override '{key}': '{p}' is not a section")
-            node = node[p]
-        node[parts[-1]] = value
-    return data
+            return {coerce(k, args[0], key): coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+        except UserError as e:
+            raise UserError(f"{e} (a mapping like {{2: 1}}, with a space after each colon)") from None
+    raise TypeError(f"config field '{key}' has an annotation the builder does not know: {tp!r}")
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
-    """Read a YAML recipe (or start from defaults when `path` is None) and apply overrides."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"recipe file '{path}' does not exist")
+def _plain_map(value, key: str) -> dict:
+    if isinstance(value, Raw):
+        value = parse_scalar(value)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{key}: expected a mapping, got {_show(value)}")
+    return {k: (Raw(v) if isinstance(v, Raw) else v) for k, v in value.items()}
+
+
+def _check_bounds(value, meta, key: str):
+    if value is None or not meta or isinstance(value, bool):
+        return value
+    for name, test, word in (
+        ("ge", lambda v, b: v >= b, "at least"),
+        ("gt", lambda v, b: v > b, "greater than"),
+        ("le", lambda v, b: v <= b, "at most"),
+        ("lt", lambda v, b: v < b, "less than"),
+    ):
+        if name in meta and not test(value, meta[name]):
+            raise UserError(f"{key}: must be {word} {meta[name]}, got {value}")
+    return value
+
+
+def _show(value) -> str:
+    return repr(str(value)) if isinstance(value, str) else repr(value)
+
+
+def _names(tp) -> str:
+    return " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(tp))
+
+
+# ---- describing --------------------------------------------------------------------------------
+@functools.cache
+def field_docs(cls) -> dict[str, str]:
+    """Each field's documentation: the string literal under it in the class body (base classes too)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
         try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise UserError(f"recipe '{path}' is not valid YAML{where}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"recipe '{path}' must be a mapping of keys")
-    apply_overrides(data, overrides or [])
-    return _build(Recipe, data, "")
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body
+        for stmt, nxt in zip(body, body[1:]):
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(getattr(nxt, "value", None), ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
 
 
-def dump_recipe(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+def describe(cls) -> list[tuple[str, str, str]]:
+    """(name, default, documentation) for each field of dataclass `cls`: what `ls -v` and --help print."""
+    docs = field_docs(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        out.append((f.name, default, docs.get(f.name, "")))
+    return out
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)

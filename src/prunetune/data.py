@@ -1,15 +1,26 @@
-"""Local data sources (JSONL, JSON, parquet, plain text, `datasets` directories) and disjoint chunks.
+"""Text and record sources: local files (JSONL, JSON, parquet, plain text, `datasets` directories) and
+registered generators, cut into the fresh, disjoint chunks that each iteration trains on.
 
-Nothing here downloads: every source is a local path. Errors name the path, line or field.
+Nothing here downloads: a source is a local path or a name in SOURCES (the built-in `arith` generator
+registers itself there). Errors name the path, line or field.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from prunetune.errors import UserError
+from prunetune.registry import Registry
+
+SOURCES = Registry("text source")
+"""name -> fn(count, seed) -> the first `count` records of a seeded stream; each record has a "text"
+field (and "prompt" / "completion" where the source has them)."""
+
+CALIBRATION_SEED_OFFSET = 10_000
+"""Calibration draws from a registered source under another seed than recovery, so they never share records."""
 
 
 def load_records(source: str | os.PathLike) -> list[dict]:
@@ -57,6 +68,18 @@ def load_records(source: str | os.PathLike) -> list[dict]:
     return records
 
 
+def is_registered(source: str | None) -> bool:
+    return isinstance(source, str) and not Path(source).exists() and source in SOURCES
+
+
+def check_source(source: str, key: str) -> None:
+    """A registered source name or an existing path; otherwise a UserError naming `key`."""
+    if not is_registered(source) and not Path(source).exists():
+        raise UserError(
+            f"{key}: '{source}' does not exist (neither a file nor a text source: {', '.join(SOURCES.names())})"
+        )
+
+
 def field_values(records: list[dict], field: str, source: str = "data") -> list:
     """The values of one field; a missing field is an error naming it and the fields that exist."""
     if field not in records[0]:
@@ -76,4 +99,62 @@ def take_chunk(records: list, index: int, size: int) -> list:
     out = records[start:start + size]
     while len(out) < size:
         out += records[: size - len(out)]
+    return out
+
+
+@lru_cache(maxsize=4)
+def _file_records(path: str) -> tuple:
+    return tuple(load_records(path))
+
+
+def chunk(source: str, index: int, size: int, seed: int = 0) -> list[dict]:
+    """Chunk `index` of `source` (a registered name or a file): iteration i trains on chunk i."""
+    if is_registered(source):
+        return SOURCES.get(source)((index + 1) * size, seed)[index * size :]
+    return take_chunk(list(_file_records(source)), index, size)
+
+
+def calibration_texts(source: str | None, *, field: str = "text", limit: int = 64, seed: int = 0) -> list[str]:
+    """Texts for scoring from a registered source or a local JSONL/text/parquet/datasets path.
+
+    JSONL records without `field` but with GSM8K's question/answer are joined as
+    "Question: ...\\nAnswer: ...", the paper's chain-of-thought format.
+    """
+    if is_registered(source):
+        return [r["text"] for r in SOURCES.get(source)(limit, CALIBRATION_SEED_OFFSET + seed)]
+    if source is None:
+        raise UserError("no calibration text given")
+    records = load_records(source)
+    if field not in records[0] and {"question", "answer"} <= set(records[0]):
+        texts = [f"Question: {r['question']}\nAnswer: {r['answer']}" for r in records]
+    else:
+        texts = [str(t) for t in field_values(records, field, source)]
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise UserError(f"calibration file '{source}' has no non-empty text")
+    return texts[:limit]
+
+
+IGNORE = -100
+"""Label of a position that carries no loss (padding, prompt tokens)."""
+
+
+def right_pad(sequences: list[list[int]], pad_id: int, labels: list[list[int]] | None = None) -> dict:
+    """Right-padded `input_ids`, `attention_mask` and (when given) `labels` (padded with IGNORE) as tensors.
+
+    Right padding keeps position ids equal to token positions without passing them explicitly.
+    """
+    import torch
+
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    out = {"input_ids": ids, "attention_mask": mask}
+    if labels is not None:
+        out["labels"] = torch.full((len(sequences), width), IGNORE, dtype=torch.long)
+        for i, lab in enumerate(labels):
+            out["labels"][i, : len(lab)] = torch.tensor(lab, dtype=torch.long)
     return out

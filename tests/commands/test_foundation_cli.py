@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from prunetune.models.tiny import tiny_model
+from prunetune.builtin.tiny import tiny_model
 from tests.conftest import run_cli
 
 
@@ -125,7 +125,7 @@ def test_bad_input_one_line_exit_2(case, message, llama_dir, tmp_path, capsys):
 
 def test_import_gguf_smollm2(tmp_path, capsys):
     pytest.importorskip("gguf")
-    from prunetune.gguf_import import resolve_gguf
+    from prunetune.builtin.gguf import resolve_gguf
 
     try:
         resolve_gguf("smollm2")

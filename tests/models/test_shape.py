@@ -1,9 +1,9 @@
 import pytest
 
+from prunetune.builtin.tiny import tiny_config, tiny_model
 from prunetune.errors import UserError
 from prunetune.models import get_adapter
 from prunetune.models.shape import ModelShape
-from prunetune.models.tiny import tiny_config, tiny_model
 
 
 def test_param_count_from_config_matches_model(family):

@@ -6,11 +6,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from prunetune.builtin.tiny import tiny_model
 from prunetune.checkpoint import save_checkpoint
 from prunetune.errors import UserError
 from prunetune.models import get_adapter
 from prunetune.models.shape import ModelShape
-from prunetune.models.tiny import tiny_model
 from prunetune.pruning.plan import Constraints, PruningPlan
 from prunetune.pruning.surgery import apply_plan
 

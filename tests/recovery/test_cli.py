@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from prunetune.models.tiny import tiny_config, tiny_model
+from prunetune.builtin.tiny import tiny_config, tiny_model
 from tests.conftest import run_cli
 from tests.recovery.helpers import MEMO, TEMPLATE
 
@@ -74,7 +74,7 @@ def test_recover_writes_a_stock_checkpoint_and_metrics(files, tmp_path, capsys):
 BAD = {
     "missing data": (
         ["--method", "cpt", "--data", "{d}/nope.jsonl"],
-        "data file '.*nope.jsonl' does not exist",
+        "--data: '.*nope.jsonl' does not exist",
     ),
     "empty data": (["--method", "cpt", "--data", "{d}/empty.jsonl"], "is empty"),
     "missing field": (

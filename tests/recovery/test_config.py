@@ -12,18 +12,15 @@ def test_every_tuner_documents_its_keys():
         assert all(isinstance(h, str) and h for h in keys.values())
     assert {"temperature", "alpha", "teacher_dtype", "lora"} <= set(config_keys("distill"))
     assert {"num_generations", "max_completion_length", "beta"} <= set(config_keys("grpo"))
-    assert (
-        resolve_config("grpo", {})["num_generations"] == 8
-        and resolve_config("grpo", {})["temperature"] == 1.0
-    )
+    assert resolve_config("grpo", {}).num_generations == 8 and resolve_config("grpo", {}).temperature == 1.0
 
 
 def test_unknown_key_names_it_with_did_you_mean():
     with pytest.raises(
-        UserError, match=r"unknown cpt config key 'learning_rat'.*did you mean 'learning_rate'"
+        UserError, match=r"unknown key 'config.learning_rat'.*did you mean 'learning_rate'"
     ):
         resolve_config("cpt", {"learning_rat": 1e-3})
-    with pytest.raises(UserError, match=r"'lora.rank'"):
+    with pytest.raises(UserError, match=r"unknown key 'config.lora.rank'"):
         resolve_config("sft", {"lora": {"rank": 8}})
     with pytest.raises(UserError, match=r"unknown recovery method 'sfft'.*'sft'"):
         config_keys("sfft")
@@ -34,21 +31,24 @@ def test_unknown_key_names_it_with_did_you_mean():
 
 
 def test_lora_defaults_and_learning_rate():
+    from dataclasses import asdict
+
     cfg = resolve_config("cpt", {"lora": {"r": 4}})
-    assert cfg["lora"] == {"r": 4, "alpha": 16, "target_modules": "all-linear", "dropout": 0.0}
-    assert cfg["learning_rate"] == 2e-4
-    assert resolve_config("cpt", {"lora": {"r": 4}, "learning_rate": 1e-3})["learning_rate"] == 1e-3
+    assert asdict(cfg.lora) == {"r": 4, "alpha": 16, "target_modules": "all-linear", "dropout": 0.0}
+    assert cfg.learning_rate == 2e-4
+    assert resolve_config("cpt", {"lora": {"r": 4}, "learning_rate": 1e-3}).learning_rate == 1e-3
 
 
-def test_overrides_parse_yaml_and_nest():
-    got = parse_overrides(
-        ["max_steps=40", "learning_rate=1e-3", "lora.r=8", "lora.target_modules=[q_proj]", "template=Q: {q}"]
+def test_overrides_are_typed_by_the_key_they_set_and_nest():
+    got = resolve_config(
+        "cpt",
+        parse_overrides(
+            ["max_steps=40", "learning_rate=1e-3", "lora.r=8", "lora.target_modules=[q_proj]", "template=Q: {q}"]
+        ),
     )
-    assert got == {
-        "max_steps": 40,
-        "learning_rate": 1e-3,
-        "lora": {"r": 8, "target_modules": ["q_proj"]},
-        "template": "Q: {q}",
-    }
+    assert (got.max_steps, got.learning_rate, got.template) == (40, 1e-3, "Q: {q}")
+    assert (got.lora.r, got.lora.target_modules) == (8, ["q_proj"])
+    with pytest.raises(UserError, match="config.max_steps: expected an integer, got 'many'"):
+        resolve_config("cpt", parse_overrides(["max_steps=many"]))
     with pytest.raises(UserError, match="key=value"):
         parse_overrides(["max_steps"])

@@ -61,7 +61,7 @@ def test_torchrun_two_ranks_end_identical_and_rank0_writes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.jsonl", "digests", "out"]
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[-1])["tokens"] == 3 * 2 * 2 * 16  # both ranks' tokens counted
-    from prunetune.models.tiny import tiny_model
+    from prunetune.builtin.tiny import tiny_model
 
     trained, start = AutoModelForCausalLM.from_pretrained(out), tiny_model("llama")[0]
     assert not torch.equal(trained.model.embed_tokens.weight, start.model.embed_tokens.weight)

@@ -2,18 +2,12 @@ import pytest
 import torch
 from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
-from prunetune.models.tiny import tiny_model
+from prunetune.builtin.tiny import tiny_model
 from prunetune.recovery import GlobalSchedule, recover
 from prunetune.recovery.schedule import export_optimizer_state, make_optimizer
 from tests.recovery.helpers import MEMO, TEMPLATE
 
-CFG = {
-    "learning_rate": 1e-3,
-    "weight_decay": 0.0,
-    "adam_beta1": 0.9,
-    "adam_beta2": 0.999,
-    "adam_epsilon": 1e-8,
-}
+CFG = {"lr": 1e-3, "weight_decay": 0.0, "betas": (0.9, 0.999), "eps": 1e-8}
 
 
 @pytest.mark.parametrize(
@@ -62,7 +56,7 @@ def test_recover_runs_one_slice_of_the_global_schedule(tmp_path):
 
 def test_optimizer_state_round_trips_by_name_and_skips_resized():
     model, _ = tiny_model("llama")
-    opt, _ = make_optimizer(model, CFG)
+    opt, _ = make_optimizer(model, **CFG)
     model(input_ids=torch.tensor([[3, 4, 5, 6]]), labels=torch.tensor([[3, 4, 5, 6]])).loss.backward()
     opt.step()
     state = export_optimizer_state(model, opt)
@@ -70,7 +64,7 @@ def test_optimizer_state_round_trips_by_name_and_skips_resized():
     assert set(state["model.norm.weight"]) == {"exp_avg", "exp_avg_sq", "step"}
     # A resized parameter (as after pruning) is skipped, everything else is restored exactly.
     state["model.layers.0.mlp.up_proj.weight"]["exp_avg"] = torch.zeros(3, 3)
-    opt2, skipped = make_optimizer(model, CFG, state)
+    opt2, skipped = make_optimizer(model, **CFG, optimizer_state=state)
     assert skipped == 1
     back = export_optimizer_state(model, opt2)
     assert "model.layers.0.mlp.up_proj.weight" not in back

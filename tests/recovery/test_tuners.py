@@ -6,10 +6,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from prunetune.builtin.tiny import tiny_config, tiny_model
 from prunetune.errors import UserError
-from prunetune.models.tiny import tiny_config, tiny_model
 from prunetune.recovery import recover
-from prunetune.recovery.data import pair_examples
+from prunetune.recovery.examples import pair_examples
 from tests.recovery.helpers import MEMO, PAIRS, TEMPLATE, changed, completion_loss, lm_loss, snapshot
 
 FAST = {"learning_rate": 3e-3, "warmup_ratio": 0.0, "max_length": 32, "per_device_train_batch_size": 4}

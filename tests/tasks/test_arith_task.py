@@ -1,8 +1,8 @@
 """The `arith` task: examples from the generator, the training prompt format, exact-match scoring."""
 
-from prunetune import arith
+from prunetune.builtin import arith
 from prunetune.tasks import get_task
-from prunetune.tasks.base import Task
+from prunetune.tasks.task import Task
 
 
 def test_registered_and_follows_protocol():
@@ -14,7 +14,7 @@ def test_registered_and_follows_protocol():
 def test_examples_come_from_the_generator_split():
     task = get_task("arith")
     test = task.examples("test", limit=50)
-    from prunetune.reference import DATA_OPTIONS
+    from prunetune.builtin.reference import DATA_OPTIONS
 
     recs = arith.generate_problems(50, split="test", seed=0, **DATA_OPTIONS)
     assert [e.prompt for e in test] == [r["question"] for r in recs]
@@ -48,7 +48,7 @@ def test_score_extract_and_format():
 
 
 def test_defaults_match_the_reference_models_training_setting():
-    from prunetune.reference import DATA_OPTIONS
+    from prunetune.builtin.reference import DATA_OPTIONS
 
     options = get_task("arith").options
     assert {k: options[k] for k in DATA_OPTIONS} == DATA_OPTIONS

@@ -74,7 +74,7 @@ def test_score_humaneval_completions(tmp_path, capsys):
 
 
 def test_lm_eval_bridge_custom_local_task(tmp_path):
-    from prunetune.models.tiny import tiny_model
+    from prunetune.builtin.tiny import tiny_model
     from prunetune.tasks.lm_eval_bridge import run_lm_eval
 
     data = tmp_path / "qa.jsonl"

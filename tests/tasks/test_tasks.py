@@ -12,7 +12,7 @@ from prunetune.tasks.evaluate import evaluate, pass_at_k
 
 @pytest.fixture(scope="module")
 def tiny():
-    from prunetune.models.tiny import tiny_model
+    from prunetune.builtin.tiny import tiny_model
 
     return tiny_model("llama")
 
@@ -177,8 +177,8 @@ def test_fewshot_demonstrations_are_correct_and_bounded():
     """Every shipped demonstration's worked arithmetic holds and ends at its stated answer; k is checked."""
     import re
 
-    from prunetune.tasks.base import FEWSHOT_MATH, math_fewshot_text
     from prunetune.tasks.extract import extract_answer
+    from prunetune.tasks.task import FEWSHOT_MATH, math_fewshot_text
 
     assert len(FEWSHOT_MATH) == 8
     for question, cot, answer in FEWSHOT_MATH:

@@ -11,7 +11,7 @@ def register(sub):
 
 
 def run(args) -> int:
-    from prunetune.demo import RECIPE, run_demo
+    from prunetune.loop.demo import RECIPE, run_demo
 
     run_demo(args.recipe or RECIPE, args.overrides, restart=args.restart, progress=not args.no_progress)
     return 0

@@ -1,6 +1,6 @@
 """`prunetune eval MODEL --tasks a,b`: accuracy, length and truncation per task, as a table and JSON."""
 
-from prunetune.tasks.cli_helpers import add_task_flags
+from prunetune.commands.taskflags import add_task_flags
 
 
 def register(sub):
@@ -29,14 +29,14 @@ def register(sub):
 
 
 def run(args) -> int:
-    from prunetune.errors import UserError
-    from prunetune.tasks.cli_helpers import (
+    from prunetune.commands.taskflags import (
         build_tasks,
         check_out,
         predictions_dir,
         print_table,
         write_results,
     )
+    from prunetune.errors import UserError
 
     names = [t for t in args.tasks.split(",") if t.strip()]
     lm_names = [t for t in args.lm_eval_tasks.split(",") if t.strip()]

@@ -14,8 +14,8 @@ def register(sub):
 
 
 def run(args) -> int:
+    from prunetune.builtin.gguf import import_gguf
     from prunetune.checkpoint import count_params, load_model
-    from prunetune.gguf_import import import_gguf
 
     out = import_gguf(args.gguf, args.out, args.dtype)
     model, _ = load_model(out, with_tokenizer=False)

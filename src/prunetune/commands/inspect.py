@@ -10,6 +10,7 @@ def register(sub):
 def run(args) -> int:
     from prunetune.checkpoint import count_params, load_model, read_history, resolve_model_path
     from prunetune.models.shape import ModelShape
+    from prunetune.table import format_table
 
     model, _ = load_model(args.model, with_tokenizer=False)
     shape = ModelShape.from_config(model.config)
@@ -30,7 +31,5 @@ def run(args) -> int:
     path = resolve_model_path(args.model)
     if not path.startswith("tiny-random-") and path != "reference":
         rows.append(("pruning steps in history", len(read_history(path))))
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k:<{width}}  {v}")
+    print(format_table(None, rows))
     return 0

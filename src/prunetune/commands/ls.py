@@ -1,33 +1,69 @@
-"""`prunetune ls`: list supported model families, scorers, tuners and tasks."""
+"""`prunetune ls [-v]`: what is registered: model families, built-in models, scorers, recovery methods,
+tasks, text sources and shipped recipes; `-v` adds each entry's documented options."""
 
 
 def register(sub):
-    p = sub.add_parser("ls", help="list model families, importance scorers, recovery methods and tasks")
+    p = sub.add_parser("ls", help="list model families, built-in models, scorers, recovery methods, tasks, recipes")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print each entry's options with defaults")
     p.set_defaults(handler=run)
 
 
+def _registries():
+    from prunetune.checkpoint import MODELS
+    from prunetune.data import SOURCES
+    from prunetune.pruning.importance import KV_SCORERS, LAYER_SCORERS, MLP_SCORERS
+    from prunetune.recovery import TUNERS
+    from prunetune.tasks import TASKS
+
+    return (
+        ("built-in models", MODELS),
+        ("mlp scorers", MLP_SCORERS),
+        ("kv scorers", KV_SCORERS),
+        ("layer scorers", LAYER_SCORERS),
+        ("recovery", TUNERS),
+        ("tasks", TASKS),
+        ("text sources", SOURCES),
+    )
+
+
+def options_of(entry) -> list[tuple[str, str, str]]:
+    """(name, default, doc) of an entry's options: its options dataclass, or its constructor's keywords."""
+    import inspect
+
+    from prunetune.config import describe
+
+    if entry.options is not None:
+        return describe(entry.options)
+    if not callable(entry.obj):
+        return []
+    try:
+        params = inspect.signature(entry.obj).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [
+        (p.name, "(required)" if p.default is p.empty else repr(p.default), "")
+        for p in params
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
+    ]
+
+
 def run(args) -> int:
+    from prunetune.loop.recipe import shipped_recipes
     from prunetune.models import FAMILIES
+    from prunetune.table import format_table
 
-    print("families:       " + ", ".join(FAMILIES))
-    try:
-        from prunetune.pruning import importance
-
-        print("mlp scorers:    " + ", ".join(importance.MLP_SCORERS))
-        print("kv scorers:     " + ", ".join(importance.KV_SCORERS))
-        print("layer scorers:  " + ", ".join(importance.LAYER_SCORERS))
-    except ImportError:
-        pass
-    try:
-        from prunetune.recovery import TUNERS
-
-        print("recovery:       " + ", ".join(TUNERS))
-    except ImportError:
-        pass
-    try:
-        from prunetune.tasks import TASKS
-
-        print("tasks:          " + ", ".join(sorted(TASKS)))
-    except ImportError:
-        pass
+    print("families:        " + ", ".join(FAMILIES))
+    for title, registry in _registries():
+        if not args.verbose:
+            print(f"{title + ':':<17}" + ", ".join(registry.names()))
+            continue
+        print(f"\n{title}:")
+        for entry in registry.entries():
+            print(f"  {entry.name}: {entry.doc}")
+            if title in ("built-in models", "tasks") and entry.options is None:
+                continue  # constructors' keywords are shown by `prunetune eval --help`; models take none
+            opts = options_of(entry)
+            if opts:
+                print(format_table(None, [[f"    {n}", d, doc] for n, d, doc in opts]))
+    print(("\n" if args.verbose else "") + f"{'recipes:':<17}" + ", ".join(sorted(shipped_recipes())))
     return 0

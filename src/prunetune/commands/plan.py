@@ -9,22 +9,22 @@ def register(sub):
 
 
 def run(args) -> int:
-    from prunetune.config import load_recipe
-    from prunetune.loop import validate_recipe
+    from prunetune.loop import load_recipe, validate_recipe
     from prunetune.recovery import resolve_config
+    from prunetune.table import format_table
 
     recipe = load_recipe(args.recipe, args.overrides)
     shape, steps, shapes = validate_recipe(recipe)
     dense_ne, dense_all, dense_flops = shape.non_embedding_params(), shape.params(), shape.flops_per_token()
     budget = "-"
     if recipe.recovery.method != "none":
-        cfg = resolve_config(recipe.recovery.method, recipe.recovery.config)
+        cfg = resolve_config(recipe.recovery.method, recipe.recovery.config, "recovery.config")
         mult = recipe.iterations if recipe.one_shot else 1
         per = (
-            f"{cfg['max_steps'] * mult} steps"
-            if cfg.get("max_steps")
-            else f"{cfg['max_tokens'] * mult:,} tokens"
-            if cfg.get("max_tokens")
+            f"{cfg.max_steps * mult} steps"
+            if cfg.max_steps
+            else f"{cfg.max_tokens * mult:,} tokens"
+            if cfg.max_tokens
             else "1 pass"
         )
         budget = f"{recipe.recovery.method}: {per} on {recipe.recovery.chunk_size * mult} records"
@@ -75,7 +75,6 @@ def run(args) -> int:
                 budget,
             ]
         )
-    widths = [max(len(r[j]) for r in [head] + rows) for j in range(len(head))]
     print(
         f"{recipe.model} ({shape.model_type}){' one-shot' if recipe.one_shot else ''}: "
         + (
@@ -84,8 +83,7 @@ def run(args) -> int:
             else "explicit amounts per iteration"
         )
     )
-    for r in [head] + rows:
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    print(format_table(head, rows, align="r" * len(head)))
     final = shapes[-1]
     print(
         f"final: {final.non_embedding_params() / dense_ne:.1%} of non-embedding parameters, "

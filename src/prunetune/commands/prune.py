@@ -12,11 +12,20 @@ def register(sub):
     lg = p.add_mutually_exclusive_group()
     lg.add_argument("--layers", type=int, default=0, help="number of lowest-scoring layers to remove")
     lg.add_argument("--layer-ids", help="comma-separated layer ids to remove, e.g. 3,7")
-    p.add_argument("--importance", default="activation", help="MLP scorer (see `prunetune ls`)")
+    p.add_argument("--importance", default="activation", help="MLP scorer (see `prunetune ls -v`)")
+    p.add_argument(
+        "--importance-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the MLP scorer, e.g. order=index or top_n=0.5 for ptl (see `prunetune ls -v`)",
+    )
     p.add_argument("--kv-importance", default="activation", help="KV-group scorer")
     p.add_argument("--layer-importance", default="block_influence", help="layer scorer")
     p.add_argument(
-        "--calibration", help="calibration text: JSONL/txt/parquet/datasets dir (default: built-in arith)"
+        "--calibration",
+        default="arith",
+        help="calibration text: a text source (arith, the default) or a JSONL/txt/parquet/datasets path",
     )
     p.add_argument("--general", help="general-text file protected by the `ptl` scorer")
     p.add_argument("--text-field", default="text", help="JSONL field holding the text")
@@ -43,24 +52,44 @@ def _layer_ids(text: str | None) -> list[int]:
 def run(args) -> int:
     from pathlib import Path
 
-    from prunetune.calibration import calibration_inputs
     from prunetune.checkpoint import (
         count_params,
+        is_builtin,
         load_model,
         read_history,
         resolve_model_path,
         save_checkpoint,
     )
+    from prunetune.config import parse_overrides
+    from prunetune.data import check_source
     from prunetune.errors import UserError
     from prunetune.models.shape import ModelShape
+    from prunetune.pruning.importance.calibration import calibration_inputs
     from prunetune.pruning.plan import Constraints
-    from prunetune.pruning.prune import StepSpec, prune_step
+    from prunetune.pruning.prune import StepSpec, check_spec, prune_step
     from prunetune.pruning.select import mlp_count
 
     if Path(args.out).exists():
         raise UserError(f"--out '{args.out}' already exists")
     layer_ids = _layer_ids(args.layer_ids)
     src = resolve_model_path(args.model)
+    for flag in ("round_to", "tensor_parallel", "calibration_samples"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.kv_groups < 0 or args.layers < 0:
+        raise UserError("--kv-groups and --layers must be >= 0")
+    check_source(args.calibration, "--calibration")
+    if args.general:
+        check_source(args.general, "--general")
+    options = parse_overrides(args.importance_option)
+    check_spec(
+        StepSpec(
+            mlp_importance=args.importance,
+            kv_importance=args.kv_importance,
+            layer_importance=args.layer_importance,
+            mlp_options=options,
+        )
+    )
     model, tok = load_model(src, args.dtype)
     shape = ModelShape.from_config(model.config)
     constraints = Constraints(round_to=args.round_to, tensor_parallel=args.tensor_parallel)
@@ -72,8 +101,6 @@ def run(args) -> int:
             neurons=args.mlp_neurons,
             round_to=args.round_to,
         )
-    if args.kv_groups < 0 or args.layers < 0:
-        raise UserError("--kv-groups and --layers must be >= 0")
     spec = StepSpec(
         mlp_neurons=mlp,
         kv_groups=args.kv_groups,
@@ -82,6 +109,7 @@ def run(args) -> int:
         mlp_importance=args.importance,
         kv_importance=args.kv_importance,
         layer_importance=args.layer_importance,
+        mlp_options=options,
     )
     if not (spec.mlp_neurons or spec.kv_groups or spec.removes_layers):
         raise UserError(
@@ -99,9 +127,7 @@ def run(args) -> int:
     before = count_params(model)
     plan, _ = prune_step(model, spec, batches, general=general, constraints=constraints, seed=args.seed)
     after = count_params(model)
-    history = ([] if src in ("reference",) or src.startswith("tiny-random-") else read_history(src)) + [
-        plan.to_dict()
-    ]
+    history = ([] if is_builtin(src) else read_history(src)) + [plan.to_dict()]
     save_checkpoint(model, tok, args.out, history=history)
     print(
         f"parameters: {before['params']:,} -> {after['params']:,} "

@@ -7,8 +7,8 @@ Under torchrun every rank trains and only rank 0 writes.
 from __future__ import annotations
 
 EPILOG = (
-    "key=value overrides set recovery config keys (values parsed as YAML; dotted keys nest), e.g. "
-    "max_steps=40 learning_rate=1e-3 lora.r=8. See `prunetune ls` / config_keys(method) for the keys."
+    "key=value overrides set recovery config keys (each value checked against its key's type; dotted keys "
+    "nest), e.g. max_steps=40 learning_rate=1e-3 lora.r=8. `prunetune ls -v` lists every method's keys."
 )
 
 
@@ -17,7 +17,9 @@ def register(sub):
     p.add_argument("model", help="checkpoint directory or built-in name (tiny-random-<family>, reference)")
     p.add_argument("--out", required=True, help="output checkpoint directory (must not exist)")
     p.add_argument("--method", required=True, help="cpt | sft | distill | grpo")
-    p.add_argument("--data", help="training data: JSONL / JSON / parquet / txt / datasets directory")
+    p.add_argument(
+        "--data", help="training data: JSONL / JSON / parquet / txt / datasets directory, or a text source (arith)"
+    )
     p.add_argument("--teacher", help="teacher checkpoint for --method distill")
     p.add_argument("--task", help="task whose score is the grpo reward (e.g. arith)")
     p.add_argument("--chunk", type=int, help="train on chunk I (0-based) of the data ...")
@@ -47,75 +49,57 @@ def _intermixed(cls):
     return Intermixed
 
 
-_FLOAT = __import__("re").compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
 def parse_overrides(items: list[str]) -> dict:
-    """['a=1', 'lora.r=8'] -> {'a': 1, 'lora': {'r': 8}}; values are parsed with yaml.safe_load."""
-    import yaml
+    """['a=1', 'lora.r=8'] -> {'a': '1', 'lora': {'r': '8'}}: the same parser as every recipe override."""
+    from prunetune.config import parse_overrides as parse
 
-    from prunetune.errors import UserError
-
-    out: dict = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"override '{item}' must look like key=value")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise UserError(f"override '{item}': value is not valid YAML") from None
-        if isinstance(value, dict | list) and not raw.lstrip().startswith(("{", "[")):
-            value = raw  # e.g. template=Question: {question} is text, not a YAML mapping
-        elif isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-            value = float(value)  # YAML 1.1 reads 1e-3 as a string
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"override '{item}' conflicts with '{part}' set earlier")
-        node[parts[-1]] = value
-    return out
+    return parse(items)
 
 
 def _records(args, tokenizer):
-    from prunetune.data import load_records, take_chunk
+    """(training records, reward functions or None) from --data / --task, chunked when asked."""
+    from pathlib import Path
+
+    from prunetune.data import chunk, is_registered, load_records, take_chunk
     from prunetune.errors import UserError
 
     if (args.chunk is None) != (args.chunk_size is None):
         raise UserError("--chunk and --chunk-size go together")
-    if args.chunk is not None and args.chunk < 0:
-        raise UserError("--chunk must be >= 0")
-    if args.data:
-        records = load_records(args.data)
-    elif args.method == "grpo" and args.task:
+    if args.chunk is not None and (args.chunk < 0 or args.chunk_size < 1):
+        raise UserError("--chunk must be >= 0 and --chunk-size >= 1")
+    if args.method == "grpo":
         import prunetune.tasks as tasks
 
         task = tasks.get_task(args.task)
-        records = tasks.grpo_records(task, task.examples(split="train"), tokenizer)
+        examples = task.examples(split="train")
+        if args.data:
+            records = load_records(args.data)
+        else:
+            records = tasks.grpo_records(task, examples, tokenizer)
+        rewards = [tasks.reward_function(task, examples=examples)]
+    elif is_registered(args.data):
+        index, size = (args.chunk, args.chunk_size) if args.chunk is not None else (0, 512)
+        return chunk(args.data, index, size, seed=0), None
+    elif args.data and Path(args.data).exists():
+        records, rewards = load_records(args.data), None
     else:
-        raise UserError("--data is required" + (" (or --task for grpo)" if args.method == "grpo" else ""))
+        raise UserError(f"--data '{args.data}' does not exist" if args.data else "--data is required")
     if args.chunk is not None:
         records = take_chunk(records, args.chunk, args.chunk_size)
-    return records
+    return records, rewards
 
 
-def _rewards(args):
+def _check_task(args):
     from prunetune.errors import UserError
 
-    if args.method != "grpo":
-        if args.task:
-            raise UserError("--task is only used by --method grpo")
-        return None
-    if not args.task:
-        raise UserError("--method grpo needs --task NAME (its score is the reward)")
-    try:
-        import prunetune.tasks as tasks
+    if args.method != "grpo" and args.task:
+        raise UserError("--task is only used by --method grpo")
+    if args.method == "grpo":
+        if not args.task:
+            raise UserError("--method grpo needs --task NAME (its score is the reward)")
+        from prunetune.tasks import get_task
 
-        return [tasks.reward_function(tasks.get_task(args.task))]
-    except (ImportError, AttributeError):
-        raise UserError("task rewards are not available in this build of prunetune") from None
+        get_task(args.task)
 
 
 def execute(args):
@@ -138,9 +122,13 @@ def execute(args):
     if args.method == "distill" and not args.teacher:
         raise UserError("--method distill needs --teacher DIR")
     src = resolve_model_path(args.model)
-    reward_funcs = _rewards(args)
+    _check_task(args)
+    if args.data and args.method != "grpo":
+        from prunetune.data import check_source
+
+        check_source(args.data, "--data")
     model, tok = load_model(src, args.dtype)
-    records = _records(args, tok)
+    records, reward_funcs = _records(args, tok)
     teacher = load_model(args.teacher, args.dtype, with_tokenizer=False)[0] if args.teacher else None
     rank = int(os.environ.get("RANK", "0"))
     with tempfile.TemporaryDirectory(prefix="prunetune-recover-") as work:
@@ -157,7 +145,10 @@ def execute(args):
             progress=not args.quiet,
         )
     if rank == 0:
-        write_outputs(result, tok, out, src=src, args=args, config=resolve_config(args.method, overrides))
+        from dataclasses import asdict
+
+        config = asdict(resolve_config(args.method, overrides))
+        write_outputs(result, tok, out, src=src, args=args, config=config)
         print(
             f"recovered with {args.method}: {result.steps} steps, {result.tokens_seen} tokens; "
             f"final loss {result.metrics[-1]['loss']:.4f} -> {out}"
@@ -180,8 +171,9 @@ def write_outputs(result, tokenizer, out, *, src: str, args, config: dict) -> No
     from prunetune.io import atomic_write_text
 
     out = Path(out)
-    builtin = src == "reference" or src.startswith("tiny-random-")
-    history = [] if builtin else read_history(src)
+    from prunetune.checkpoint import is_builtin
+
+    history = [] if is_builtin(src) else read_history(src)
     summary = {
         "method": args.method,
         "source": src,

@@ -34,8 +34,8 @@ def register(sub):
 
 
 def run_build(args) -> int:
+    from prunetune.builtin.reference import build
     from prunetune.errors import UserError
-    from prunetune.reference import build
 
     for flag, value, low in (
         ("--steps", args.steps, 1),
@@ -65,10 +65,10 @@ def run_build(args) -> int:
 
 
 def run_eval(args) -> int:
-    from prunetune import arith
+    from prunetune.builtin import arith
+    from prunetune.builtin.reference import DATA_OPTIONS, EVAL_SEED, exact_match
     from prunetune.checkpoint import load_model
     from prunetune.errors import UserError
-    from prunetune.reference import DATA_OPTIONS, EVAL_SEED, exact_match
 
     if args.n < 1:
         raise UserError(f"--n must be at least 1, got {args.n}")

@@ -9,7 +9,7 @@ def register(sub):
 
 
 def run(args) -> int:
-    from prunetune.report import write_report
+    from prunetune.loop.report import write_report
 
     path = write_report(args.run_dir, args.compare)
     print(f"wrote {path} and {path.with_suffix('.html')}")

@@ -13,7 +13,7 @@ def register(sub):
 def run(args) -> int:
     import json
 
-    from prunetune.config import load_recipe
+    from prunetune.loop import load_recipe
     from prunetune.loop import run as run_loop
 
     recipe = load_recipe(args.recipe, args.overrides)

@@ -4,7 +4,7 @@ Each line: the example id (`task_id` for HumanEval, or `id` / `example_id`) and 
 Several lines with the same id are samples of one problem and give pass@k. Code runs in the sandbox.
 """
 
-from prunetune.tasks.cli_helpers import add_task_flags
+from prunetune.commands.taskflags import add_task_flags
 
 
 def register(sub):
@@ -20,16 +20,16 @@ def run(args) -> int:
     import json
     from collections import defaultdict
 
-    from prunetune.data import load_records
-    from prunetune.errors import UserError
-    from prunetune.io import atomic_write_text
-    from prunetune.tasks.cli_helpers import (
+    from prunetune.commands.taskflags import (
         build_tasks,
         check_out,
         predictions_dir,
         print_table,
         write_results,
     )
+    from prunetune.data import load_records
+    from prunetune.errors import UserError
+    from prunetune.io import atomic_write_text
     from prunetune.tasks.evaluate import pass_at_k, score_all
 
     check_out(args.out)

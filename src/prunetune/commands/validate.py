@@ -9,8 +9,7 @@ def register(sub):
 
 
 def run(args) -> int:
-    from prunetune.config import load_recipe
-    from prunetune.loop import validate_recipe
+    from prunetune.loop import load_recipe, validate_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     _, steps, _ = validate_recipe(recipe)

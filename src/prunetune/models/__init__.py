@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prunetune.errors import UserError
 from prunetune.models import gemma2, llama, mistral, phi3, qwen2, qwen3
-from prunetune.models.base import FamilyAdapter, RowBlocks
+from prunetune.models.adapter import FamilyAdapter, RowBlocks
 
 ADAPTERS: dict[str, FamilyAdapter] = {m.ADAPTER.model_type: m.ADAPTER for m in (llama, mistral, qwen2, qwen3, gemma2, phi3)}
 FAMILIES = tuple(ADAPTERS)

@@ -1,6 +1,6 @@
 """Gemma 2: alternating sliding/full attention (`layer_types`), four norms per layer, soft-capping, tied embeddings."""
 
-from prunetune.models.base import FamilyAdapter
+from prunetune.models.adapter import FamilyAdapter
 
 ADAPTER = FamilyAdapter(
     model_type="gemma2",

@@ -1,6 +1,6 @@
 """Phi-3: fused qkv_proj ([q; k; v] rows) and gate_up_proj ([gate; up] rows)."""
 
-from prunetune.models.base import FamilyAdapter
+from prunetune.models.adapter import FamilyAdapter
 
 ADAPTER = FamilyAdapter(
     model_type="phi3",

@@ -1,5 +1,5 @@
 """Qwen3: the Llama layout with per-head RMSNorm on queries and keys (q_norm / k_norm)."""
 
-from prunetune.models.base import FamilyAdapter
+from prunetune.models.adapter import FamilyAdapter
 
 ADAPTER = FamilyAdapter(model_type="qwen3", qk_norm=True, tiny_config={})

@@ -30,11 +30,27 @@ class StepSpec:
     mlp_importance: str = "activation"
     kv_importance: str = "activation"
     layer_importance: str = "block_influence"
-    ptl_order: str = "rank"
+    mlp_options: dict = field(default_factory=dict)
+    """Options of the MLP scorer (see `prunetune ls -v`)."""
+    kv_options: dict = field(default_factory=dict)
+    layer_options: dict = field(default_factory=dict)
 
     @property
     def removes_layers(self) -> int:
         return len(self.layer_ids) or self.layers
+
+
+def check_spec(spec: StepSpec) -> None:
+    """Scorer names and options checked before any scoring work (errors name the recipe key)."""
+    from prunetune.pruning.importance import KV_SCORERS, LAYER_SCORERS, MLP_SCORERS, check_options
+
+    for kind, registry, name, options in (
+        ("mlp", MLP_SCORERS, spec.mlp_importance, spec.mlp_options),
+        ("kv", KV_SCORERS, spec.kv_importance, spec.kv_options),
+        ("layer", LAYER_SCORERS, spec.layer_importance, spec.layer_options),
+    ):
+        registry.entry(name)
+        check_options(registry, name, options, f"prune.{kind}_options")
 
 
 def decide(
@@ -58,15 +74,17 @@ def decide(
             calibration,
             general_batches=general,
             seed=seed,
-            ptl_order=spec.ptl_order,
             progress=progress,
+            options=spec.mlp_options,
         )
     if spec.kv_groups:
         kv_scores = importance.score_kv_groups(
-            model, spec.kv_importance, calibration, seed=seed, progress=progress
+            model, spec.kv_importance, calibration, seed=seed, progress=progress, options=spec.kv_options
         )
     if spec.layers and not spec.layer_ids:
-        layer_scores = importance.score_layers(model, spec.layer_importance, calibration, progress=progress)
+        layer_scores = importance.score_layers(
+            model, spec.layer_importance, calibration, progress=progress, options=spec.layer_options
+        )
     meta = {
         "shape_before": shape.to_dict(),
         "mlp_importance": spec.mlp_importance if spec.mlp_neurons else None,
@@ -108,6 +126,7 @@ def prune_step(
         shape, mlp=spec.mlp_neurons, kv=spec.kv_groups, layers=list(spec.layer_ids) or spec.layers
     )
     dry.validate(shape, constraints)
+    check_spec(spec)
     plan = decide(model, spec, calibration, general=general, seed=seed, progress=progress)
     with torch.no_grad():
         optimizer_state = apply_plan(model, plan, constraints=constraints, optimizer_state=optimizer_state)

@@ -1,25 +1,39 @@
 """Recovery after pruning: cpt, sft, distill and grpo as thin layers over transformers / trl / peft.
 
-`recover()` is the one entry point: it validates the config, hands the model to the chosen tuner
-and returns the trained model with its metrics and (for carrying) its AdamW state. It writes
-nothing outside `work_dir` except the caller's `metrics_path`.
+`recover()` is the one entry point: it checks the config, hands the model to the chosen tuner and
+returns the trained model with its metrics and (for carrying) its AdamW state. It writes nothing
+outside `work_dir` except the caller's `metrics_path`. A tuner is a function registered in TUNERS
+with its config dataclass (trainer.py); `prunetune ls -v` lists each one's keys.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-from prunetune.recovery.config import TUNERS, config_keys, resolve
+from prunetune.config import build, describe
+from prunetune.errors import UserError
+from prunetune.recovery import cpt, distill, grpo, sft  # noqa: F401  (register the tuners)
 from prunetune.recovery.schedule import GlobalSchedule
-from prunetune.recovery.trainer import Context, RecoveryResult
+from prunetune.recovery.trainer import TUNERS, CommonConfig, Context, RecoveryResult
 
 __all__ = ["TUNERS", "GlobalSchedule", "RecoveryResult", "config_keys", "recover", "resolve_config"]
 
 
-def resolve_config(method: str, config: dict | None) -> dict:
-    """The config with every default filled in (unknown keys are a UserError with did-you-mean)."""
-    return resolve(method, config)
+def resolve_config(method: str, config: dict | CommonConfig | None, key: str = "config") -> CommonConfig:
+    """`method`'s config with every default filled in; an unknown method or key, or a bad value, names it."""
+    entry = TUNERS.entry(method)
+    if isinstance(config, entry.options):
+        return config
+    config = dict(config or {})
+    cfg = build(entry.options, config, key)
+    if cfg.lora is not None and "learning_rate" not in config:
+        cfg.learning_rate = 2e-4
+    return cfg
+
+
+def config_keys(method: str) -> dict[str, str]:
+    """Documented keys of `method`'s config: name -> help."""
+    return {name: doc for name, _, doc in describe(TUNERS.entry(method).options)}
 
 
 def recover(
@@ -27,7 +41,7 @@ def recover(
     tokenizer,
     method: str,
     records: list[dict],
-    config: dict | None,
+    config: dict | CommonConfig | None,
     *,
     teacher=None,
     reward_funcs=None,
@@ -43,10 +57,8 @@ def recover(
     `optimizer_state` ({param_name: {exp_avg, exp_avg_sq, step}}) resumes AdamW from the previous call
     (entries whose parameter was pruned away or resized are skipped). A NaN/inf loss raises UserError.
     """
-    cfg = resolve(method, config)
+    cfg = resolve_config(method, config)
     if not records:
-        from prunetune.errors import UserError
-
         raise UserError("no training records")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -61,5 +73,4 @@ def recover(
     )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    tuner = importlib.import_module(f"prunetune.recovery.{method}")
-    return tuner.train(model, tokenizer, records, cfg, ctx)
+    return TUNERS.get(method)(model, tokenizer, records, cfg, ctx)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from transformers import Trainer
 
-from prunetune.recovery.data import PadCollator, pack_blocks, record_texts
+from prunetune.recovery.examples import PadCollator, pack_blocks, record_texts
 from prunetune.recovery.trainer import (
+    TUNERS,
     Context,
     FiniteLossMixin,
     RecoveryResult,
+    TextConfig,
     fit,
     plan_steps,
     training_args,
@@ -19,11 +21,13 @@ class CPTTrainer(FiniteLossMixin, Trainer):
     """The stock Trainer (the model computes its own LM loss) plus the NaN/inf stop."""
 
 
-def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> RecoveryResult:
-    texts = record_texts(records, cfg["text_field"], cfg["template"])
-    blocks = pack_blocks(tokenizer, texts, cfg["max_length"])
+@TUNERS.register("cpt", options=TextConfig)
+def train(model, tokenizer, records: list[dict], cfg: TextConfig, ctx: Context) -> RecoveryResult:
+    """Continual pre-training: causal-LM loss on packed blocks of raw text (the paper's recovery)."""
+    texts = record_texts(records, cfg.text_field, cfg.template)
+    blocks = pack_blocks(tokenizer, texts, cfg.max_length)
     args = training_args(cfg, ctx)
-    args.max_steps = plan_steps(cfg, args, len(blocks), cfg["max_length"])
+    args.max_steps = plan_steps(cfg, args, len(blocks), cfg.max_length)
     return fit(
         CPTTrainer,
         model,

@@ -6,21 +6,46 @@ mode, and may be held in bf16. A Trainer subclass with `compute_loss` keeps ever
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
 from prunetune.checkpoint import parse_dtype
+from prunetune.config import bounded
+from prunetune.data import IGNORE
 from prunetune.errors import UserError
-from prunetune.recovery.data import IGNORE, PadCollator, pack_blocks, pair_examples, record_texts
+from prunetune.recovery.examples import PadCollator, pack_blocks, pair_examples, record_texts
 from prunetune.recovery.trainer import (
+    TUNERS,
     Context,
     FiniteLossMixin,
     RecoveryResult,
+    TextConfig,
     fit,
     plan_steps,
     training_args,
 )
+
+
+@dataclass
+class DistillConfig(TextConfig):
+    prompt_field: str = "prompt"
+    """prompt_completion format: record field holding the prompt."""
+    completion_field: str = "completion"
+    """prompt_completion format: record field holding the completion (the only tokens with loss)."""
+    messages_field: str = "messages"
+    """prompt_completion format: record field holding a chat list."""
+    format: Literal["text", "prompt_completion"] = "text"
+    """text (packed blocks, like cpt) | prompt_completion (like sft, KL on completions)."""
+    temperature: float = bounded(2.0, gt=0.0)
+    """Softening temperature T; the KL is multiplied by T^2."""
+    alpha: float = bounded(0.0, ge=0.0, le=1.0)
+    """Weight of the LM loss: loss = (1 - alpha) * KL + alpha * LM."""
+    teacher_dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    """Hold the teacher in this dtype (e.g. bfloat16) to save memory."""
 
 
 def distill_loss(student_logits, teacher_logits, labels, temperature: float, alpha: float):
@@ -87,21 +112,21 @@ def prepare_teacher(teacher, student, dtype, device):
     return teacher.to(device)
 
 
-def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> RecoveryResult:
+@TUNERS.register("distill", options=DistillConfig)
+def train(model, tokenizer, records: list[dict], cfg: DistillConfig, ctx: Context) -> RecoveryResult:
+    """Logit distillation: KL(teacher || student) on temperature-softened logits, optionally mixed with LM loss."""
     args = training_args(cfg, ctx)
-    teacher = prepare_teacher(ctx.teacher, model, cfg["teacher_dtype"], args.device)
-    if cfg["format"] == "text":
-        examples = pack_blocks(
-            tokenizer, record_texts(records, cfg["text_field"], cfg["template"]), cfg["max_length"]
-        )
+    teacher = prepare_teacher(ctx.teacher, model, cfg.teacher_dtype, args.device)
+    if cfg.format == "text":
+        examples = pack_blocks(tokenizer, record_texts(records, cfg.text_field, cfg.template), cfg.max_length)
     else:
         examples = pair_examples(
             tokenizer,
             records,
-            prompt_field=cfg["prompt_field"],
-            completion_field=cfg["completion_field"],
-            messages_field=cfg["messages_field"],
-            max_length=cfg["max_length"],
+            prompt_field=cfg.prompt_field,
+            completion_field=cfg.completion_field,
+            messages_field=cfg.messages_field,
+            max_length=cfg.max_length,
         )
     mean_len = sum(len(e["input_ids"]) for e in examples) / len(examples)
     args.max_steps = plan_steps(cfg, args, len(examples), mean_len)
@@ -116,6 +141,6 @@ def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> Rec
         extra_metrics=("kl",),
         data_collator=PadCollator(tokenizer.pad_token_id),
         teacher=teacher,
-        temperature=float(cfg["temperature"]),
-        alpha=float(cfg["alpha"]),
+        temperature=cfg.temperature,
+        alpha=cfg.alpha,
     )

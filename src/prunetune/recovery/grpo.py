@@ -10,9 +10,51 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
+from prunetune.config import bounded
 from prunetune.errors import UserError
-from prunetune.recovery.trainer import Context, FiniteLossMixin, RecoveryResult, fit, training_args
+from prunetune.recovery.trainer import (
+    TUNERS,
+    CommonConfig,
+    Context,
+    FiniteLossMixin,
+    RecoveryResult,
+    fit,
+    training_args,
+)
+
+
+@dataclass
+class GRPORecoveryConfig(CommonConfig):
+    learning_rate: float = bounded(1e-6, gt=0.0)
+    """Peak AdamW learning rate (the paper's 1e-6)."""
+    per_device_train_batch_size: int = bounded(8, ge=1)
+    """Completions per device per micro-batch (a multiple of num_generations overall)."""
+    max_steps: int | None = bounded(None, ge=1)
+    """Optimizer steps; default one pass over the prompts."""
+    num_generations: int = bounded(8, ge=2)
+    """Samples per prompt (the paper's 8)."""
+    temperature: float = bounded(1.0, gt=0.0)
+    """Sampling temperature (the paper's 1.0)."""
+    top_p: float = bounded(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling."""
+    max_completion_length: int = bounded(64, ge=1)
+    """New tokens per completion (small for CPU)."""
+    beta: float = bounded(0.0, ge=0.0)
+    """KL coefficient to the reference model (the paper's 0.01; trl's default 0 needs no reference copy)."""
+    num_iterations: int = bounded(1, ge=1)
+    """Policy updates per generated batch."""
+    loss_type: str = "dapo"
+    """trl loss_type: grpo | dr_grpo | dapo | bnpo ..."""
+    scale_rewards: str = "group"
+    """trl scale_rewards: group | batch | none."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key, off in (("max_tokens", None), ("gradient_checkpointing", False), ("lora", None)):
+            if getattr(self, key) != off:
+                raise UserError(f"grpo does not support config key '{key}'")
 
 
 def _trainer_cls():
@@ -29,7 +71,9 @@ def _trainer_cls():
     return GRPORecoveryTrainer
 
 
-def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> RecoveryResult:
+@TUNERS.register("grpo", options=GRPORecoveryConfig)
+def train(model, tokenizer, records: list[dict], cfg: GRPORecoveryConfig, ctx: Context) -> RecoveryResult:
+    """GRPO with TRL's GRPOTrainer; the reward is a task's score (the evaluation metric) plus a format bonus."""
     import datasets
     from trl import GRPOConfig
 
@@ -37,29 +81,27 @@ def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> Rec
         raise UserError("grpo needs reward functions (--task NAME, or reward_funcs=...)")
     if "prompt" not in records[0]:
         raise UserError(f"grpo data has no field 'prompt'; fields are: {', '.join(map(str, records[0]))}")
-    if cfg.get("lora") is not None:
-        raise UserError("lora is not supported with grpo")
-    n_gen = cfg["num_generations"]
+    n_gen = cfg.num_generations
     args = training_args(
-        {**cfg, "gradient_checkpointing": False},
+        cfg,
         ctx,
         args_cls=GRPOConfig,
         num_generations=n_gen,
-        temperature=float(cfg["temperature"]),
-        top_p=float(cfg["top_p"]),
-        max_completion_length=cfg["max_completion_length"],
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_completion_length=cfg.max_completion_length,
         beta=0.0,  # see the module docstring: the reference copy is made by GRPORecoveryTrainer
-        num_iterations=cfg["num_iterations"],
-        loss_type=cfg["loss_type"],
-        scale_rewards=cfg["scale_rewards"],
+        num_iterations=cfg.num_iterations,
+        loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
         log_completions=False,
         include_num_input_tokens_seen="no",  # GRPOTrainer counts prompt + completion tokens itself
     )
-    if cfg.get("max_steps"):
-        args.max_steps = cfg["max_steps"]
+    if cfg.max_steps:
+        args.max_steps = cfg.max_steps
     else:  # one pass: every prompt sampled num_generations times, num_iterations updates per batch
         per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-        args.max_steps = max(1, math.ceil(len(records) * n_gen * cfg["num_iterations"] / per_step))
+        args.max_steps = max(1, math.ceil(len(records) * n_gen * cfg.num_iterations / per_step))
     funcs = ctx.reward_funcs if isinstance(ctx.reward_funcs, list | tuple) else [ctx.reward_funcs]
     return fit(
         _trainer_cls(),
@@ -73,5 +115,5 @@ def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> Rec
         # advantage (the loss cannot tell: on-policy it is ~0 whenever a group's lengths match)
         extra_metrics=("reward", "reward_std", "frac_reward_zero_std", "kl"),
         reward_funcs=list(funcs),
-        beta=float(cfg["beta"]),
+        beta=cfg.beta,
     )

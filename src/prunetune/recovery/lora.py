@@ -11,18 +11,18 @@ import torch
 from prunetune.errors import UserError
 
 
-def wrap(model, lora: dict, seed: int = 0):
-    """A peft model with a fresh LoRA adapter on `lora["target_modules"]` (all linear layers by default)."""
+def wrap(model, lora, seed: int = 0):
+    """A peft model with a fresh LoRA adapter (`lora`: trainer.LoraOptions) on its target modules."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
     model._prunetune_requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
     try:
         cfg = LoraConfig(
-            r=int(lora["r"]),
-            lora_alpha=float(lora["alpha"]),
-            target_modules=lora["target_modules"],
-            lora_dropout=float(lora.get("dropout", 0.0)),
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            target_modules=lora.target_modules,
+            lora_dropout=lora.dropout,
             task_type="CAUSAL_LM",
         )
         return get_peft_model(model, cfg)

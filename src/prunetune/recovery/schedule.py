@@ -63,8 +63,16 @@ def named_trainable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Paramete
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def make_optimizer(model: torch.nn.Module, config: dict, optimizer_state: dict | None = None):
-    """AdamW over the trainable parameters, with carried state loaded by parameter NAME.
+def make_optimizer(
+    model: torch.nn.Module,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    optimizer_state: dict | None = None,
+):
+    """AdamW over the trainable parameters (decay on matrices only), with carried state loaded by NAME.
 
     State keyed by name (not by position, as torch's state_dict is) survives pruning between calls:
     entries whose name is gone or whose shape changed are skipped, and their count is returned.
@@ -73,13 +81,10 @@ def make_optimizer(model: torch.nn.Module, config: dict, optimizer_state: dict |
     decay = [p for n, p in named if p.ndim >= 2]
     no_decay = [p for n, p in named if p.ndim < 2]
     opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config["weight_decay"]},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config["learning_rate"],
-        betas=(config["adam_beta1"], config["adam_beta2"]),
-        eps=config["adam_epsilon"],
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=betas,
+        eps=eps,
     )
     skipped = 0
     for name, p in named:

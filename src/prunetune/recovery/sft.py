@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from prunetune.recovery.cpt import CPTTrainer
-from prunetune.recovery.data import PadCollator, pair_examples
-from prunetune.recovery.trainer import Context, RecoveryResult, fit, plan_steps, training_args
+from prunetune.recovery.examples import PadCollator, pair_examples
+from prunetune.recovery.trainer import (
+    TUNERS,
+    Context,
+    PairsConfig,
+    RecoveryResult,
+    fit,
+    plan_steps,
+    training_args,
+)
 
 
-def train(model, tokenizer, records: list[dict], cfg: dict, ctx: Context) -> RecoveryResult:
+@TUNERS.register("sft", options=PairsConfig)
+def train(model, tokenizer, records: list[dict], cfg: PairsConfig, ctx: Context) -> RecoveryResult:
+    """Supervised fine-tuning: prompt/completion or chat records, loss on the completion tokens only."""
     examples = pair_examples(
         tokenizer,
         records,
-        prompt_field=cfg["prompt_field"],
-        completion_field=cfg["completion_field"],
-        messages_field=cfg["messages_field"],
-        max_length=cfg["max_length"],
+        prompt_field=cfg.prompt_field,
+        completion_field=cfg.completion_field,
+        messages_field=cfg.messages_field,
+        max_length=cfg.max_length,
     )
     args = training_args(cfg, ctx)
     mean_len = sum(len(e["input_ids"]) for e in examples) / len(examples)

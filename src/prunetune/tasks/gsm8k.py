@@ -7,8 +7,8 @@ number with `tasks.extract` and compares it numerically to the number after `###
 from __future__ import annotations
 
 from prunetune.errors import UserError
-from prunetune.tasks.base import QA_STOP, Example, check_limit, math_fewshot_text, qa_prompt
 from prunetune.tasks.extract import extract_answer, numbers_equal
+from prunetune.tasks.task import QA_STOP, TASKS, Example, check_limit, math_fewshot_text, qa_prompt
 
 
 def gsm8k_target(answer: str) -> str | None:
@@ -18,6 +18,7 @@ def gsm8k_target(answer: str) -> str | None:
     return extract_answer(answer[answer.rindex("####") :])
 
 
+@TASKS.register("gsm8k", doc="GSM8K-format word problems from a local JSONL file (question, answer ending #### N)")
 class GSM8K:
     name = "gsm8k"
 

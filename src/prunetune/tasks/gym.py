@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 from prunetune.errors import UserError, did_you_mean
-from prunetune.tasks.base import QA_STOP, Example, check_limit, math_fewshot_text, qa_prompt
 from prunetune.tasks.extract import extract_answer, normalize_number
+from prunetune.tasks.task import QA_STOP, TASKS, Example, check_limit, math_fewshot_text, qa_prompt
 
 TRAIN_SEED_OFFSET = 1_000_003
 DEFAULT_SIZE = 100
@@ -102,6 +102,7 @@ class GymTask:
         return "answer is" in low or "####" in completion or "<answer>" in low or "\\boxed" in completion
 
 
+@TASKS.register("gsm_symbolic")
 class GSMSymbolic(GymTask):
     """reasoning-gym's GSM-Symbolic: 100 GSM8K-derived templates with fresh numbers."""
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from prunetune.errors import UserError
-from prunetune.tasks.base import QA_STOP, Example, check_limit, math_fewshot_text, qa_prompt
 from prunetune.tasks.extract import extract_answer, last_boxed, normalize_number
+from prunetune.tasks.task import QA_STOP, TASKS, Example, check_limit, math_fewshot_text, qa_prompt
 
 BOXED_HINT = " Put the final answer in \\boxed{}."
 _STRIP = (r"\left", r"\right", r"\!", r"\,", r"\;", r"\:", "$", "^\\circ", "^{\\circ}", r"\%", "%")
@@ -80,6 +80,7 @@ def math_equal(pred: str | None, target: str) -> bool:
         return False
 
 
+@TASKS.register("math", doc="MATH-style problems from a local JSONL file; boxed answers compared symbolically")
 class MathTask:
     name = "math"
 

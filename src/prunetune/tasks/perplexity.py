@@ -16,9 +16,10 @@ import math
 import torch
 
 from prunetune.errors import UserError
-from prunetune.tasks.base import Example, check_limit
+from prunetune.tasks.task import TASKS, Example, check_limit
 
 
+@TASKS.register("perplexity", doc="teacher-forced NLL and perplexity on reference text (no generation)")
 class Perplexity:
     name = "perplexity"
     stop: list[str] = []

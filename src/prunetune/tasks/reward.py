@@ -11,16 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prunetune.tasks.base import Example, Task
-
-# id(task) -> (task, {example_id: Example}); keeps the task alive so the id is never reused
-_INDEX: dict[int, tuple[Task, dict[str, Example]]] = {}
-
-
-def _register(task: Task, examples: list[Example]) -> dict[str, Example]:
-    entry = _INDEX.setdefault(id(task), (task, {}))
-    entry[1].update({e.id: e for e in examples})
-    return entry[1]
+from prunetune.tasks.task import Example, Task
 
 
 def completion_text(completion) -> str:
@@ -38,8 +29,7 @@ def completion_text(completion) -> str:
 
 
 def grpo_records(task: Task, examples: list[Example], tokenizer) -> list[dict]:
-    """Dataset rows for GRPOTrainer: the task's prompt (template applied) and the example id."""
-    _register(task, examples)
+    """Dataset rows for GRPOTrainer: the task's prompt (template applied), the example id and target."""
     return [
         {"prompt": task.build_prompt(e, tokenizer), "example_id": e.id, "target": e.target} for e in examples
     ]
@@ -51,8 +41,13 @@ def reward_function(
     format_weight: float = 0.1,
     examples: list[Example] | None = None,
 ) -> Callable[..., list[float]]:
-    """reward = correctness_weight * task.score + format_weight * task.format_ok, per completion."""
-    index = _register(task, examples or [])
+    """reward = correctness_weight * task.score + format_weight * task.format_ok, per completion.
+
+    `examples` are the ones the rows were built from (grpo_records): the reward scores against them by
+    id. Rows of other examples are scored against their `target` column, or found with the task's
+    `get_example` when it has one. The index lives and dies with this function (one per recovery).
+    """
+    index = {e.id: e for e in examples or []}
 
     def reward(prompts: list, completions: list, **columns) -> list[float]:
         ids = columns.get("example_id")
@@ -60,18 +55,15 @@ def reward_function(
             raise ValueError("reward function needs an 'example_id' dataset column (see grpo_records)")
         texts = [completion_text(c) for c in completions]
         exs = []
-        for i, ex_id in enumerate(ids):
+        targets = columns.get("target") or [None] * len(ids)
+        for ex_id, target in zip(ids, targets):
             ex = index.get(ex_id)
+            if ex is None and hasattr(task, "get_example"):
+                ex = task.get_example(ex_id)
+            if ex is None and target is not None:
+                ex = Example(ex_id, "", target)
             if ex is None:
-                target = columns.get("target", [None] * len(ids))[i]
-                if target is None and hasattr(task, "get_example"):
-                    ex = task.get_example(ex_id)
-                elif target is None:
-                    raise ValueError(
-                        f"reward function: unknown example_id '{ex_id}' (build rows with grpo_records)"
-                    )
-                else:
-                    ex = Example(ex_id, "", target)
+                raise ValueError(f"reward function: unknown example_id '{ex_id}' (build rows with grpo_records)")
             exs.append(ex)
         if hasattr(task, "score_many"):
             scores = task.score_many(exs, texts)

@@ -35,7 +35,7 @@ def one_thread():
 
 @pytest.fixture
 def batches():
-    from prunetune.tokenizer import tiny_tokenizer
+    from prunetune.builtin.tokenizer import tiny_tokenizer
 
     return calibration_batches(tiny_tokenizer(), TEXTS, max_length=48, batch_size=4)
 

@@ -2,9 +2,9 @@
 
 import torch
 
+from prunetune.builtin.tokenizer import tiny_tokenizer
 from prunetune.pruning.importance import calibration_batches
 from prunetune.pruning.importance.calibration import TokenMask
-from prunetune.tokenizer import tiny_tokenizer
 
 
 def test_batches_are_right_padded_truncated_and_deterministic():

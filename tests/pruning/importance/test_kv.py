@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from prunetune.builtin.tiny import tiny_model
 from prunetune.errors import UserError
-from prunetune.models.tiny import tiny_model
 from prunetune.pruning.importance import KV_SCORERS, score_kv_groups
 from tests.pruning.importance.conftest import assert_untouched, snapshot, zero_kv_group
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from prunetune.builtin.tiny import tiny_model
 from prunetune.errors import UserError
-from prunetune.models.tiny import tiny_model
 from prunetune.pruning.importance import LAYER_SCORERS, score_layers
 from tests.pruning.importance.conftest import assert_untouched, identity_layer_params, snapshot
 
@@ -64,4 +64,4 @@ def test_bad_method(batches):
     model, _ = tiny_model("llama")
     with pytest.raises(UserError, match="did you mean 'skip_loss'"):
         score_layers(model, "skiploss", batches)
-    assert LAYER_SCORERS == ("block_influence", "skip_loss")
+    assert LAYER_SCORERS.names() == ["block_influence", "skip_loss"]

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+from prunetune.builtin.tiny import tiny_model
+from prunetune.builtin.tokenizer import tiny_tokenizer
 from prunetune.errors import UserError
 from prunetune.models import get_adapter
-from prunetune.models.tiny import tiny_model
 from prunetune.pruning.importance import MLP_SCORERS, calibration_batches, score_mlp
 from prunetune.pruning.importance.mlp import mlp_in_parts, ptl_deletion_set, ptl_scores
-from prunetune.tokenizer import tiny_tokenizer
 from tests.pruning.importance.conftest import GENERAL, assert_untouched, lowest, snapshot, zero_neurons
 
 ZEROED = [3, 17, 40, 77]
@@ -121,8 +121,7 @@ def test_ptl_matches_the_reference_set_logic(family_name):
         "ptl",
         calibration_batches(tok, TEXTS, batch_size=4),
         general_batches=calibration_batches(tok, GENERAL, batch_size=2),
-        ptl_top_n=top_n,
-        ptl_order="index",
+        options={"top_n": top_n, "order": "index"},
         progress=False,
     )
     some_deleted = False
@@ -163,10 +162,14 @@ def test_bad_method_and_options(batches):
     model, _ = tiny_model("llama")
     with pytest.raises(UserError, match="did you mean 'taylor'"):
         score_mlp(model, "talyor", batches)
-    with pytest.raises(UserError, match="ptl order"):
-        score_mlp(model, "ptl", batches, ptl_order="ranked")
-    with pytest.raises(UserError, match="ptl_top_n"):
-        score_mlp(model, "ptl", batches, ptl_top_n=1.5)
+    with pytest.raises(UserError, match="options.order: must be one of rank, index, got 'ranked'"):
+        score_mlp(model, "ptl", batches, options={"order": "ranked"})
+    with pytest.raises(UserError, match="options.top_n"):
+        score_mlp(model, "ptl", batches, options={"top_n": 1.5})
+    with pytest.raises(UserError, match="options.top_n: must be greater than 0"):
+        score_mlp(model, "ptl", batches, options={"top_n": 0})
+    with pytest.raises(UserError, match="takes no options"):
+        score_mlp(model, "activation", batches, options={"order": "index"})
     with pytest.raises(UserError, match="calibration"):
         score_mlp(model, "activation", [])
     with pytest.raises(UserError, match="calibration text is empty"):

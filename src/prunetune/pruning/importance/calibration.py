@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
+from prunetune.data import right_pad
 from prunetune.errors import UserError
 
 
@@ -37,14 +38,7 @@ def calibration_batches(
             tokenizer(t, truncation=True, max_length=max_length)["input_ids"]
             for t in texts[start : start + batch_size]
         ]
-        enc = [ids if ids else [pad_id] for ids in enc]
-        width = max(len(ids) for ids in enc)
-        input_ids = torch.full((len(enc), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(enc), width), dtype=torch.long)
-        for row, ids in enumerate(enc):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, : len(ids)] = 1
-        batches.append({"input_ids": input_ids, "attention_mask": attention_mask})
+        batches.append(right_pad([ids if ids else [pad_id] for ids in enc], pad_id))
     return batches
 
 
@@ -173,3 +167,25 @@ def taylor_pass(
             accumulate()
             for p in params:
                 p.grad = None
+
+
+def calibration_inputs(
+    tokenizer,
+    source: str | None,
+    general: str | None = None,
+    *,
+    field: str = "text",
+    limit: int = 64,
+    max_length: int = 256,
+    seed: int = 0,
+) -> tuple[list[dict], list[dict] | None]:
+    """Tokenised reasoning calibration batches from a text source or file, and general-text batches when given."""
+    from prunetune.data import calibration_texts
+
+    texts = calibration_texts(source, field=field, limit=limit, seed=seed)
+    batches = calibration_batches(tokenizer, texts, max_length=max_length)
+    general_batches = None
+    if general:
+        general_texts = calibration_texts(general, field=field, limit=limit)
+        general_batches = calibration_batches(tokenizer, general_texts, max_length=max_length)
+    return batches, general_batches

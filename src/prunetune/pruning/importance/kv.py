@@ -12,12 +12,14 @@ from prunetune.models import get_adapter
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.importance.calibration import (
     TokenMask,
+    check_batches,
     forward,
     model_device,
     progress_bar,
     scoring_pass,
     taylor_pass,
 )
+from prunetune.pruning.importance.scorers import KV_SCORERS, Calibration
 
 
 def head_grams(o_weight: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
@@ -30,8 +32,10 @@ def head_grams(o_weight: torch.Tensor, num_heads: int, head_dim: int) -> torch.T
     return torch.einsum("ohd,ohe->hde", w, w)
 
 
-def score_activation(model, batches, *, progress: bool = True) -> torch.Tensor:
+@KV_SCORERS.register("activation")
+def score_activation(model, calib: Calibration) -> torch.Tensor:
     """Per query head, ||head output through o_proj|| averaged over real tokens; summed over each group."""
+    batches, progress = check_batches(calib.batches), calib.progress
     adapter = get_adapter(model)
     shape = ModelShape.from_config(model.config)
     heads, d = shape.num_attention_heads, shape.head_dim
@@ -96,8 +100,10 @@ def _per_group(t: torch.Tensor, kind: str, first: int, size: int, groups: int) -
     return t.reshape(groups, size).sum(dim=1)
 
 
-def score_taylor(model, batches, *, progress: bool = True) -> torch.Tensor:
+@KV_SCORERS.register("taylor")
+def score_taylor(model, calib: Calibration) -> torch.Tensor:
     """|sum of w * dL/dw| over a group's q/k/v rows (and biases) and o_proj columns, accumulated over batches."""
+    batches, progress = check_batches(calib.batches), calib.progress
     shape = ModelShape.from_config(model.config)
     groups = shape.num_key_value_heads
     layers = group_params(model)

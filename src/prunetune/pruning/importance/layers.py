@@ -12,12 +12,14 @@ import torch.nn.functional as F
 from prunetune.models import get_adapter
 from prunetune.pruning.importance.calibration import (
     TokenMask,
+    check_batches,
     forward,
     loss_tokens,
     model_device,
     progress_bar,
     scoring_pass,
 )
+from prunetune.pruning.importance.scorers import LAYER_SCORERS, Calibration
 
 
 def layer_input(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -28,8 +30,10 @@ def layer_output(output) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
-def score_block_influence(model, batches, *, progress: bool = True) -> torch.Tensor:
+@LAYER_SCORERS.register("block_influence")
+def score_block_influence(model, calib: Calibration) -> torch.Tensor:
     """Mean over real tokens of 1 - cos(h_in, h_out) per layer (ShortGPT's block influence)."""
+    batches, progress = check_batches(calib.batches), calib.progress
     adapter = get_adapter(model)
     layers = adapter.layers(model)
     acc = torch.zeros(len(layers), device=model_device(model))
@@ -71,12 +75,14 @@ def _mean_loss(model, batches, mask: TokenMask) -> float:
     return total / max(count, 1)
 
 
-def score_skip_loss(model, batches, *, progress: bool = True) -> torch.Tensor:
+@LAYER_SCORERS.register("skip_loss")
+def score_skip_loss(model, calib: Calibration) -> torch.Tensor:
     """LM loss with the layer skipped minus the dense loss, token-weighted over the calibration set.
 
     Costs num_layers + 1 passes over the calibration text. A layer whose removal lowers the loss
     scores below zero and goes first.
     """
+    batches, progress = check_batches(calib.batches), calib.progress
     adapter = get_adapter(model)
     layers = adapter.layers(model)
     mask = TokenMask()

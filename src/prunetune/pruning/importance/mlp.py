@@ -7,18 +7,25 @@ neuron's weights. All statistics are [num_layers, intermediate_size] fp32 accumu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
+from prunetune.config import bounded
+from prunetune.errors import UserError
 from prunetune.models import get_adapter
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.importance.calibration import (
     TokenMask,
+    check_batches,
     forward,
     model_device,
     progress_bar,
     scoring_pass,
     taylor_pass,
 )
+from prunetune.pruning.importance.scorers import MLP_SCORERS, Calibration
 
 GATE, UP, DOWN = 0, 1, 2
 """The three read-out points of the paper's criterion: gate output, up output, down_proj input."""
@@ -112,16 +119,31 @@ class MlpActivationStats:
         return self.abs_sum.cpu() / max(self.tokens, 1.0) * down_column_norms(model)
 
 
-def score_activation(model, batches, *, progress: bool = True) -> torch.Tensor:
+@MLP_SCORERS.register("activation")
+def score_activation(model, calib: Calibration) -> torch.Tensor:
     """Mean |act(gate) * up| over real tokens times ||down_proj column||: the neuron's typical output size."""
     stats = MlpActivationStats(model)
-    stats.run(model, batches, general=False, desc="scoring MLP (activation)", progress=progress)
+    batches = check_batches(calib.batches)
+    stats.run(model, batches, general=False, desc="scoring MLP (activation)", progress=calib.progress)
     return stats.activation_scores(model)
 
 
-def resolve_top_n(top_n: int | float, width: int) -> int:
-    """`ptl_top_n` as a count: a float in (0, 1] is a fraction of the width, an int a neuron count."""
-    if isinstance(top_n, float):
+@dataclass
+class PTLOptions:
+    order: Literal["rank", "index"] = "rank"
+    """Order of the deletion candidates: by activation (rank) or by index like the reference code (index)."""
+    top_n: float = bounded(0.85, gt=0.0)
+    """N of the bottom-N / top-N sets: a fraction of the width in (0, 1] (the reference run's 16000 of
+    Qwen2.5-7B's 18944 is 0.85) or a whole neuron count above 1; smaller N gives fewer candidates."""
+
+    def __post_init__(self):
+        if self.top_n > 1 and not float(self.top_n).is_integer():
+            raise UserError(f"options.top_n: a fraction in (0, 1] or a whole neuron count, got {self.top_n}")
+
+
+def resolve_top_n(top_n: float, width: int) -> int:
+    """`top_n` as a count: up to 1 it is a fraction of the width, above 1 a neuron count."""
+    if top_n <= 1:
         return max(1, min(width, round(top_n * width)))
     return max(1, min(width, int(top_n)))
 
@@ -153,17 +175,12 @@ def ptl_scores(deletable: torch.Tensor, fallback: torch.Tensor, order: str) -> t
     return scores
 
 
-def score_ptl(
-    model,
-    batches,
-    *,
-    general_batches=None,
-    top_n: int | float = 0.85,
-    order: str = "rank",
-    progress: bool = True,
-) -> torch.Tensor:
-    """The paper's criterion (see docs: last-token signed activations, bottom-N on every reasoning sample
-    minus top-N on every general-text sample, union over gate / up / down input) as a score.
+@MLP_SCORERS.register("ptl", options=PTLOptions)
+def score_ptl(model, calib: Calibration, *, top_n: float = 0.85, order: str = "rank") -> torch.Tensor:
+    """The paper's criterion: last-token activations in the bottom-N on every reasoning sample, minus general text's top-N.
+
+    Signed activations at the gate output, the up output and the down_proj input; the union over the
+    three points scores lowest.
 
     Each row of `batches` is one reasoning sample, each row of `general_batches` one general-text sample
     (None: nothing is protected). The fallback and the "rank" order use the `activation` score
@@ -171,9 +188,11 @@ def score_ptl(
     """
     width = ModelShape.from_config(model.config).intermediate_size
     stats = MlpActivationStats(model, top_n=resolve_top_n(top_n, width))
+    batches, progress = check_batches(calib.batches), calib.progress
     stats.run(model, batches, general=False, desc="scoring MLP (ptl, reasoning)", progress=progress)
-    if general_batches:
-        stats.run(model, general_batches, general=True, desc="scoring MLP (ptl, general)", progress=progress)
+    if calib.general_batches:
+        general = check_batches(calib.general_batches, "general-text batches")
+        stats.run(model, general, general=True, desc="scoring MLP (ptl, general)", progress=progress)
     else:
         stats.protected.zero_()
     deletable = ptl_deletion_set(stats.candidate.cpu(), stats.protected.cpu())
@@ -208,7 +227,8 @@ def _per_neuron(t: torch.Tensor, kind: str, row: int, width: int) -> torch.Tenso
     return t.sum(dim=1) if t.dim() == 2 else t
 
 
-def score_magnitude(model) -> torch.Tensor:
+@MLP_SCORERS.register("magnitude")
+def score_magnitude(model, calib: Calibration) -> torch.Tensor:
     """L2 norm of all the neuron's weights (gate and up rows, their biases, the down_proj column)."""
     width = ModelShape.from_config(model.config).intermediate_size
     layers = neuron_params(model)
@@ -220,8 +240,9 @@ def score_magnitude(model) -> torch.Tensor:
     return sq.sqrt()
 
 
-def score_taylor(model, batches, *, progress: bool = True) -> torch.Tensor:
-    """|sum over the neuron's weights of w * dL/dw|: the first-order loss change from zeroing the neuron.
+@MLP_SCORERS.register("taylor")
+def score_taylor(model, calib: Calibration) -> torch.Tensor:
+    """|sum over the neuron's weights of w * dL/dw| (LM loss): the first-order loss change from zeroing the neuron.
 
     The signed sum is accumulated over batches (token-weighted) before the absolute value, i.e. the
     first-order estimate for the whole calibration set.
@@ -238,11 +259,14 @@ def score_taylor(model, batches, *, progress: bool = True) -> torch.Tensor:
                     if t.grad is not None:
                         acc[idx] += _per_neuron(t.detach().float() * t.grad.float(), kind, row, width).cpu()
 
-    taylor_pass(model, batches, params, accumulate, desc="scoring MLP (taylor)", progress=progress)
+    batches = check_batches(calib.batches)
+    taylor_pass(model, batches, params, accumulate, desc="scoring MLP (taylor)", progress=calib.progress)
     return acc.abs()
 
 
-def score_random(model, *, seed: int = 0) -> torch.Tensor:
+@MLP_SCORERS.register("random")
+def score_random(model, calib: Calibration) -> torch.Tensor:
+    """Uniform random scores, seeded (the control every scorer must beat)."""
     shape = ModelShape.from_config(model.config)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(calib.seed)
     return torch.rand(shape.num_hidden_layers, shape.intermediate_size, generator=gen)

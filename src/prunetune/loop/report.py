@@ -12,6 +12,7 @@ from pathlib import Path
 
 from prunetune.errors import UserError
 from prunetune.io import atomic_write_text, read_jsonl
+from prunetune.table import format_table
 
 
 def _load_run(run: Path) -> dict:
@@ -206,12 +207,10 @@ def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -
         if s.get("stopped_reason"):
             lines.append(f"- stopped: {s['stopped_reason']}")
         lines.append("")
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += format_table(head, rows, style="markdown").splitlines()
     for o in others:
         oh, orows = _table(o)
-        lines += ["", f"Compared run `{o['dir']}`:", "", "| " + " | ".join(oh) + " |", "|" + "---|" * len(oh)]
-        lines += ["| " + " | ".join(r) + " |" for r in orows]
+        lines += ["", f"Compared run `{o['dir']}`:", "", *format_table(oh, orows, style="markdown").splitlines()]
     lines += [""] + [f"![{p}]({p})" for p in plots] + [""]
     md = "\n".join(lines)
     atomic_write_text(run_dir / "report.md", md)

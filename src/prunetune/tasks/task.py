@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from prunetune.registry import Registry
+
+TASKS = Registry("task")
+"""name -> Task class (constructed with the task's options as keyword arguments)."""
+
 
 @dataclass
 class Example:

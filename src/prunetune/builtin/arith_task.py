@@ -1,4 +1,4 @@
-"""`arith`: the built-in multi-step arithmetic word problems (prunetune.arith) as a Task.
+"""`arith`: the built-in multi-step arithmetic word problems (prunetune.builtin.arith) as a Task.
 
 The prompt is exactly the reference model's training format ("Question: ...\\nAnswer:", no chat
 template, no few-shot prefix), so the shipped reference model is scored the way it was trained.
@@ -9,24 +9,27 @@ from __future__ import annotations
 
 import re
 
-from prunetune import arith
-from prunetune.tasks.base import Example, check_limit
+from prunetune.builtin import arith
 from prunetune.tasks.extract import extract_answer, numbers_equal
+from prunetune.tasks.task import TASKS, Example, check_limit
 
 _FINAL = re.compile(r"####\s*-?\d+")
 DEFAULT_TEST_SIZE = 1000  # held-out problems served when no limit is given (200 gave +-1.5-3.5 points)
 
 
+@TASKS.register("arith")
 class ArithTask:
+    """Generated multi-step arithmetic word problems (the reference model's format); exact final number."""
+
     name = "arith"
 
     def __init__(
         self,
-        min_steps: int = 2,
-        max_steps: int = 3,
-        max_number: int = 20,  # the reference model's setting (prunetune.reference.DATA_OPTIONS)
+        min_steps: int = arith.DATA_OPTIONS["min_steps"],
+        max_steps: int = arith.DATA_OPTIONS["max_steps"],
+        max_number: int = arith.DATA_OPTIONS["max_number"],
         max_value: int | None = None,
-        distractor_prob: float = 0.15,
+        distractor_prob: float = arith.DATA_OPTIONS["distractor_prob"],
         size: int = DEFAULT_TEST_SIZE,
     ):
         self.options = dict(
@@ -43,10 +46,13 @@ class ArithTask:
         """`limit` (default `size`) generated problems of `split`; train and test never overlap."""
         check_limit(limit)
         records = arith.generate_problems(limit or self.size, split=split, seed=seed, **self.options)
-        return [
-            Example(r["id"], r["question"], str(r["final"]), {"solution": r["answer"], "spec": r["spec"]})
-            for r in records
-        ]
+        return [self.example(r) for r in records]
+
+    @staticmethod
+    def example(record: dict) -> Example:
+        """A generated problem record as an Example."""
+        r = record
+        return Example(r["id"], r["question"], str(r["final"]), {"solution": r["answer"], "spec": r["spec"]})
 
     def build_prompt(self, example: Example, tokenizer) -> str:
         return arith.prompt_text(example.prompt)

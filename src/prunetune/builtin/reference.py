@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from pathlib import Path
 
-from prunetune import arith
+from prunetune.builtin import arith
 
 # The shipped shape: 6 layers with real MLP width (384) to prune and 2 KV groups.
 MODEL_CONFIG = dict(
@@ -32,12 +31,9 @@ MODEL_CONFIG = dict(
     eos_token_id=2,
 )
 VOCAB_SIZE = 512
-DATA_OPTIONS = dict(
-    min_steps=2, max_steps=3, max_number=20, distractor_prob=0.15
-)  # small numbers: the plan, not carries, is hard
+DATA_OPTIONS = arith.DATA_OPTIONS
 EVAL_SEED = 0  # held-out problems: arith test split, seed 0 (the same ones the `arith` task serves)
 MAX_NEW_TOKENS = 96
-_FINAL = re.compile(r"####\s*(-?\d+)")
 
 
 def reference_dir() -> Path:
@@ -47,7 +43,7 @@ def reference_dir() -> Path:
 
 def build_tokenizer(seed: int = 0, n_texts: int = 4000):
     """A 512-token byte-level BPE (digits split one per token) trained on generated train problems."""
-    from prunetune.tokenizer import train_bpe_tokenizer
+    from prunetune.builtin.tokenizer import train_bpe_tokenizer
 
     texts = [
         arith.format_text(r) for r in arith.generate_problems(n_texts, split="train", seed=10_000 + seed)
@@ -79,17 +75,11 @@ def _encode(tokenizer, records: list[dict]) -> list[tuple[list[int], int]]:
 
 
 def _batch(encoded, pad_id: int):
-    import torch
+    """Right-padded input ids with the loss on the answer only (prompt and padding labels are -100)."""
+    from prunetune.data import IGNORE, right_pad
 
-    width = max(len(ids) for ids, _ in encoded)
-    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    attention = torch.zeros_like(input_ids)
-    labels = torch.full_like(input_ids, -100)
-    for i, (ids, n_prompt) in enumerate(encoded):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        attention[i, : len(ids)] = 1
-        labels[i, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:])
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    ids = [e for e, _ in encoded]
+    return right_pad(ids, pad_id, [[IGNORE] * n + e[n:] for e, n in encoded])
 
 
 def length_bucketed(encoded: list, batch_size: int, window: int, seed: int) -> list:
@@ -114,38 +104,22 @@ def length_bucketed(encoded: list, batch_size: int, window: int, seed: int) -> l
     return out
 
 
-def extract_final(completion: str) -> int | None:
-    m = _FINAL.search(completion)
-    return int(m.group(1)) if m else None
+def exact_match(model, tokenizer, records: list[dict], *, batch_size: int = 64, progress: bool = False) -> float:
+    """Share of `arith` records whose greedy completion ends in the right answer: the `arith` task's
+    accuracy through the one evaluation path (`prunetune eval --tasks arith` scores the same way)."""
+    from prunetune.builtin.arith_task import ArithTask
+    from prunetune.tasks.evaluate import evaluate
 
-
-def exact_match(
-    model, tokenizer, records: list[dict], *, batch_size: int = 64, progress: bool = False
-) -> float:
-    """Share of records whose greedy completion ends in the right `#### N` (left-padded batches)."""
-    import torch
-    from tqdm.auto import tqdm
-
-    tokenizer.padding_side = "left"
+    task = ArithTask()
+    examples = [task.example(r) for r in records]
     was_training = model.training
     model.eval()
-    correct = 0
-    for i in tqdm(range(0, len(records), batch_size), disable=not progress, desc="eval", leave=False):
-        chunk = records[i : i + batch_size]
-        enc = tokenizer([arith.prompt_text(r["question"]) for r in chunk], return_tensors="pt", padding=True)
-        enc = {k: v.to(model.device) for k, v in enc.items()}
-        with torch.no_grad():
-            out = model.generate(
-                **enc,
-                max_new_tokens=MAX_NEW_TOKENS,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :].cpu(), skip_special_tokens=True)
-        correct += sum(extract_final(t) == r["final"] for t, r in zip(texts, chunk))
-    model.train(was_training)
-    return correct / max(1, len(records))
+    try:
+        result = evaluate(model, tokenizer, task, examples=examples, max_new_tokens=MAX_NEW_TOKENS,
+                          batch_size=batch_size, progress=progress)
+    finally:
+        model.train(was_training)
+    return result["metrics"]["accuracy"]
 
 
 def build(
@@ -178,6 +152,7 @@ def build(
     from prunetune.checkpoint import count_params, save_checkpoint
     from prunetune.errors import UserError
     from prunetune.io import atomic_write_text
+    from prunetune.recovery.schedule import make_optimizer
 
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -195,13 +170,7 @@ def build(
         max(eval_n, final_eval_n), split="test", seed=EVAL_SEED, **DATA_OPTIONS
     )
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=learning_rate,
-        betas=(0.9, 0.95),
-    )
+    optimizer, _ = make_optimizer(model, lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.95))
 
     def lr_at(step: int) -> float:  # linear warm-up, cosine decay to 10% of the peak
         if step < warmup_steps:

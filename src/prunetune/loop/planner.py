@@ -1,4 +1,4 @@
-"""The schedule planner: how much each iteration removes, computed from the recipe and the shape alone.
+"""The planner: a recipe checked and turned into per-iteration steps and the shapes they lead to.
 
 No weights are needed, so `prunetune plan` can check a 70B recipe on a laptop. MLP neurons fill
 whatever budget KV groups and layers leave, spread `equal`ly (the paper), `front_loaded` (every cut
@@ -8,12 +8,17 @@ removes the same fraction of the width that is left, so cuts shrink as the model
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from prunetune.config import Recipe
+from prunetune.checkpoint import model_config, resolve_model_path
+from prunetune.data import check_source
 from prunetune.errors import UserError
+from prunetune.loop.recipe import Recipe
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.plan import Constraints, PruningPlan
+from prunetune.pruning.prune import StepSpec, check_spec
 
 
 @dataclass
@@ -143,3 +148,86 @@ def validate_steps(shape: ModelShape, steps: list[Step], constraints: Constraint
         except UserError as e:
             raise UserError(f"iteration {i}: {e}") from None
     return shapes
+
+
+# ---------------------------------------------------------------------------------------------
+def shape_of(recipe: Recipe) -> ModelShape:
+    """The model's shape from its config alone (no weights)."""
+    from transformers import AutoConfig
+
+    if recipe.model_config:
+        p = Path(recipe.model_config)
+        if not p.is_file():
+            raise UserError(f"model_config: '{recipe.model_config}' does not exist")
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or "model_type" not in data:
+                raise ValueError("no model_type")
+            config = AutoConfig.for_model(data.pop("model_type"), **data)
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"model_config: '{p}' is not a model config.json ({str(e).splitlines()[0]})") from None
+        return ModelShape.from_config(config)
+    return ModelShape.from_config(model_config(recipe.model))
+
+
+def step_spec(recipe: Recipe, step: Step) -> StepSpec:
+    p = recipe.prune
+    return StepSpec(
+        mlp_neurons=step.mlp_neurons,
+        kv_groups=step.kv_groups,
+        layers=step.layers,
+        mlp_importance=p.mlp_importance,
+        kv_importance=p.kv_importance,
+        layer_importance=p.layer_importance,
+        mlp_options=p.mlp_options,
+        kv_options=p.kv_options,
+        layer_options=p.layer_options,
+    )
+
+
+def reward_task_name(recipe: Recipe) -> str:
+    return recipe.recovery.reward_task or recipe.gate.task or recipe.evaluation.tasks[0]
+
+
+def gate_task_name(recipe: Recipe) -> str | None:
+    return recipe.gate.task or (recipe.evaluation.tasks[0] if recipe.evaluation.tasks else None)
+
+
+def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShape, list[Step], list[ModelShape]]:
+    """Every name, option and constraint checked before any weight is loaded; returns the planned shapes.
+
+    Local files (model, data, calibration) are checked only `for_run`: a paper-scale recipe must
+    validate and plan on a machine that holds none of them.
+    """
+    from prunetune.recovery import resolve_config
+    from prunetune.tasks import get_task
+
+    check_spec(step_spec(recipe, Step()))
+    r = recipe.recovery
+    if r.method != "none":
+        cfg = resolve_config(r.method, r.config, "recovery.config")
+        if r.global_schedule and cfg.max_steps is None:
+            raise UserError("recovery.global_schedule needs recovery.config.max_steps (steps per iteration)")
+    if not recipe.evaluation.tasks:
+        raise UserError("evaluation.tasks: give at least one task")
+    for name in recipe.evaluation.tasks:
+        get_task(name, **recipe.evaluation.task_options.get(name, {}))
+    if r.method == "grpo":
+        name = reward_task_name(recipe)
+        get_task(name, **(r.reward_task_options or recipe.evaluation.task_options.get(name, {})))
+    gate_task = gate_task_name(recipe)
+    if recipe.gate.max_drop is not None and gate_task not in recipe.evaluation.tasks:
+        raise UserError(
+            f"gate.task '{gate_task}' must be one of evaluation.tasks ({', '.join(recipe.evaluation.tasks)})"
+        )
+    if for_run:
+        resolve_model_path(recipe.model)
+        check_source(recipe.prune.calibration, "prune.calibration")
+        if recipe.prune.general:
+            check_source(recipe.prune.general, "prune.general")
+        if r.method not in ("none", "grpo"):
+            check_source(r.data, "recovery.data")
+    shape = shape_of(recipe)
+    steps = plan_steps(recipe, shape)
+    shapes = validate_steps(shape, steps, constraints_of(recipe))
+    return shape, steps, shapes

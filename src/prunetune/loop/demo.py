@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
+from prunetune.table import format_table
+
+RECIPE = "demo"  # the shipped recipe (package data), found by name
 
 
 @torch.no_grad()
@@ -42,9 +44,9 @@ def _row(name: str, path, params: dict, metrics: dict, task: str) -> dict:
 
 def run_demo(recipe_path: str | Path = RECIPE, overrides: list[str] | None = None, *, restart: bool = False,
              progress: bool = True) -> dict:
-    from prunetune.config import load_recipe
     from prunetune.loop import run
-    from prunetune.report import write_report
+    from prunetune.loop.recipe import load_recipe
+    from prunetune.loop.report import write_report
 
     overrides = list(overrides or [])
     gradual = load_recipe(recipe_path, overrides)
@@ -62,16 +64,18 @@ def run_demo(recipe_path: str | Path = RECIPE, overrides: list[str] | None = Non
     write_report(gradual.output_dir, [oneshot.output_dir])
     write_report(oneshot.output_dir, [gradual.output_dir])
     dense = rows[0]
-    print()
-    print(f"{'run':<10} {'params':>10} {'non-emb':>10} {'kept':>7} {task + ' acc':>11} {'vs dense':>9} {'decode tok/s':>13} {'speedup':>8}")
+    cells = []
     for r in rows:
         if r["params"] is None:
-            print(f"{r['run']:<10} (stopped before its first iteration; see its summary.json)")
+            cells.append([r["run"], "(stopped before its first iteration; see its summary.json)", *[""] * 6])
             continue
-        kept = r["non_embedding_params"] / dense["non_embedding_params"]
         rel = r["accuracy"] / dense["accuracy"] if dense["accuracy"] else float("nan")
-        print(f"{r['run']:<10} {r['params']:>10,} {r['non_embedding_params']:>10,} {kept:>7.1%} {r['accuracy']:>11.3f} "
-              f"{rel:>9.1%} {r['decode_tps']:>13.1f} {r['decode_tps'] / dense['decode_tps']:>7.2f}x")
+        cells.append([r["run"], f"{r['params']:,}", f"{r['non_embedding_params']:,}",
+                      f"{r['non_embedding_params'] / dense['non_embedding_params']:.1%}", f"{r['accuracy']:.3f}",
+                      f"{rel:.1%}", f"{r['decode_tps']:.1f}", f"{r['decode_tps'] / dense['decode_tps']:.2f}x"])
+    header = ["run", "params", "non-emb", "kept", f"{task} acc", "vs dense", "decode tok/s", "speedup"]
+    print()
+    print(format_table(header, cells, align="lrrrrrrr"))
     print(f"\nreports: {gradual.output_dir}/report.md, {oneshot.output_dir}/report.md  ({time.time() - t0:.0f} s)")
     result = {"rows": rows, "task": task, "wall_time": time.time() - t0}
     from prunetune.io import atomic_write_json

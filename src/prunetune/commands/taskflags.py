@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from prunetune.errors import UserError
+from prunetune.table import format_table
 
 FILE_TASKS = ("gsm8k", "math", "mbpp", "perplexity")
 
@@ -88,12 +89,8 @@ def print_table(results: list[dict]) -> None:
     cols = ["accuracy", "mean_length", "truncation_rate"]
     for r in results:
         cols += [k for k in r["metrics"] if k not in cols and k.startswith(("pass@", "nll", "perplexity"))]
-    header = ["task", "n", *cols]
     rows = [[r["task"], str(r["n"]), *[_fmt(r["metrics"].get(c)) for c in cols]] for r in results]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    print(format_table(["task", "n", *cols], rows))
 
 
 def _fmt(v) -> str:

@@ -6,11 +6,8 @@ assumes chat-capable tokenizers, and `datasets` packing pulls in its own map/cac
 
 from __future__ import annotations
 
-import torch
-
+from prunetune.data import IGNORE, right_pad
 from prunetune.errors import UserError
-
-IGNORE = -100
 
 
 def _fields(records: list[dict]) -> str:
@@ -134,14 +131,6 @@ class PadCollator:
     def __init__(self, pad_token_id: int | None):
         self.pad = 0 if pad_token_id is None else pad_token_id
 
-    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
-        n = max(len(b["input_ids"]) for b in batch)
-        ids = torch.full((len(batch), n), self.pad, dtype=torch.long)
-        labels = torch.full((len(batch), n), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(batch), n), dtype=torch.long)
-        for i, b in enumerate(batch):
-            k = len(b["input_ids"])
-            ids[i, :k] = torch.tensor(b["input_ids"])
-            labels[i, :k] = torch.tensor(b.get("labels", b["input_ids"]))
-            mask[i, :k] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    def __call__(self, batch: list[dict]) -> dict:
+        ids = [b["input_ids"] for b in batch]
+        return right_pad(ids, self.pad, [b.get("labels", b["input_ids"]) for b in batch])

@@ -20,6 +20,9 @@ SPLITS = ("train", "test")
 OPS = ("add", "sub", "mul", "div")
 SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 TEST_PERCENT = 20  # share of the problem space that belongs to the test split
+DATA_OPTIONS = dict(min_steps=2, max_steps=3, max_number=20, distractor_prob=0.15)
+"""The distribution the reference model learned, the `arith` task serves and recovery trains on
+(small numbers: the plan, not carries, is hard)."""
 MAX_FACTOR = 9  # multipliers and divisors are single digits, so products stay readable
 
 NAMES = ("Mia", "Ben", "Ava", "Leo", "Zoe", "Sam", "Ivy", "Max", "Lily", "Omar", "Nora", "Raj", "Emma", "Tom")
@@ -184,3 +187,17 @@ def prompt_text(question: str) -> str:
 def format_text(record: dict) -> str:
     """Prompt plus worked answer ("Question: ...\\nAnswer: ...\\n#### N"): the text for cpt / sft."""
     return f"{prompt_text(record['question'])} {record['answer']}"
+
+
+def records(count: int, seed: int = 0) -> list[dict]:
+    """The first `count` training records of a seeded stream (the `arith` text source): text, prompt, completion."""
+    return [
+        {
+            "text": format_text(r),
+            "prompt": prompt_text(r["question"]),
+            "completion": " " + r["answer"],
+            "question": r["question"],
+            "answer": r["answer"],
+        }
+        for r in generate_problems(count, split="train", seed=seed, **DATA_OPTIONS)
+    ]

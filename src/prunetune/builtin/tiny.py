@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from prunetune.builtin.tokenizer import tiny_tokenizer
 from prunetune.errors import UserError, did_you_mean
 from prunetune.models import ADAPTERS, FAMILIES
-from prunetune.tokenizer import tiny_tokenizer
 
 TINY_PREFIX = "tiny-random-"
 

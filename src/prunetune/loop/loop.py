@@ -1,0 +1,250 @@
+"""The Prune-Tune Loop: prune -> recover -> evaluate -> gate -> accept or roll back, one iteration at a time.
+
+`Loop.run` reads top to bottom; the recipe is checked and planned in planner.py, and everything the run
+writes (and how it resumes) is rundir.py's. A gate violation either stops the run or rolls back to the
+previous checkpoint and retries with half the step: the water never heats faster than the frog can take.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+from prunetune import dist
+from prunetune.checkpoint import count_params, load_model
+from prunetune.loop.planner import (
+    Step,
+    constraints_of,
+    gate_task_name,
+    reward_task_name,
+    step_spec,
+    validate_recipe,
+)
+from prunetune.loop.recipe import Recipe, dump_recipe
+from prunetune.loop.rundir import LoopState, RunDir, crash_point, shape_fields
+
+log = logging.getLogger("prunetune.loop")
+
+
+class Loop:
+    def __init__(self, recipe: Recipe, *, restart: bool = False, progress: bool = True):
+        self.recipe = recipe
+        self.progress = progress
+        self.dense_shape, self.steps, _ = validate_recipe(recipe, for_run=True)
+        self.rundir = RunDir(recipe.output_dir, dump_recipe(recipe), restart=restart)
+
+    def run(self) -> dict:
+        recipe, rd = self.recipe, self.rundir
+        dist.init_if_needed()
+        rd.prepare()
+        log.info("run %s -> %s (%s)", recipe.model, rd.out, "one-shot" if recipe.one_shot else f"{len(self.steps)} iterations")
+        model, tok = load_model(recipe.model, recipe.dtype)
+        baseline = rd.baseline() or rd.save_baseline(
+            model, self._evaluate(model, tok, rd.work("baseline_eval")), rd.work("baseline_eval"), self.dense_shape
+        )
+        resumed = rd.resume(recipe.dtype)
+        if resumed:
+            state, model, tok, history, opt, last_metrics = resumed
+            log.info("resuming after iteration %d", state.completed)
+        else:
+            state, history, opt = LoopState(queue=[s.to_dict() for s in self.steps]), [], None
+            last_metrics = baseline["metrics"]
+        dense_teacher = self._dense_teacher()
+        bar = self._bar(state)
+        while state.queue and state.stopped_reason is None:
+            iteration, step = state.completed + 1, Step(**state.queue[0])
+            teacher = self._teacher(model, dense_teacher)
+            plan, opt = self._prune(model, tok, step, iteration, opt, state)
+            model, opt, steps = self._recover(model, tok, state, teacher, opt, iteration)
+            del teacher
+            metrics = self._evaluate(model, tok, rd.work(f"eval_{iteration:02d}", clear=True))
+            rd.metric({"event": "eval", "iteration": iteration, **shape_fields(model), **count_params(model),
+                       "metrics": metrics, "recovery_steps": state.recovery_steps, "tokens": state.tokens})
+            verdict = self._gate(metrics, baseline["metrics"], last_metrics)
+            if verdict is not None:
+                rd.metric({"event": "gate", "iteration": iteration, "violation": verdict, "step": step.to_dict()})
+                log.info("iteration %d: gate violated (%s)", iteration, verdict)
+                if self._retry_smaller(state, step):
+                    bar.total += 1
+                    model, tok, opt = rd.restore(recipe.model, recipe.dtype)
+                    continue
+                state.stopped_reason = f"gate violated at iteration {iteration}: {verdict}"
+                break
+            state.queue.pop(0)
+            state.completed, state.retries = iteration, 0
+            state.accepted_recovery_steps += steps
+            history = history + [plan.to_dict()]
+            rd.save_iteration(model, tok, iteration, history, metrics, state, opt, rd.work(f"eval_{iteration:02d}"))
+            rd.apply_keep_policy(recipe.keep, self._best_iteration())
+            last_metrics = metrics
+            log.info("iteration %d: %s non-embedding params, %s", iteration,
+                     f"{count_params(model)['non_embedding_params']:,}", _fmt_metrics(metrics))
+            bar.update(1)
+        bar.close()
+        return rd.finish(self._summary(baseline, state))
+
+    # ---- the steps ---------------------------------------------------------------------------
+    def _prune(self, model, tok, step: Step, iteration: int, optimizer_state, state: LoopState):
+        """Score and cut in place; returns (plan, optimizer state sliced with the cut units)."""
+        from prunetune.pruning.importance import calibration_inputs
+        from prunetune.pruning.prune import prune_step
+
+        p = self.recipe.prune
+        batches, general = calibration_inputs(
+            tok, p.calibration, p.general, field=p.text_field, limit=p.calibration_samples,
+            max_length=p.max_length, seed=self.recipe.seed * 1000 + iteration,
+        )
+        plan, optimizer_state = prune_step(
+            model, step_spec(self.recipe, step), batches, general=general, constraints=constraints_of(self.recipe),
+            seed=self.recipe.seed, progress=self.progress, optimizer_state=optimizer_state,
+        )
+        plan.meta["iteration"] = iteration
+        dist.check_same_model(model, f"pruning in iteration {iteration}")
+        counts = count_params(model)
+        self.rundir.metric({"event": "prune", "iteration": iteration, **shape_fields(model), **counts,
+                            "step": step.to_dict(), "attempt": state.retries})
+        if self.recipe.evaluation.after_prune:
+            pm = self._evaluate(model, tok, None)
+            self.rundir.metric({"event": "eval_after_prune", "iteration": iteration, **counts, "metrics": pm})
+        return plan, optimizer_state
+
+    def _recover(self, model, tok, state: LoopState, teacher, optimizer_state, iteration: int):
+        """Recover in place; returns (model, optimizer state to carry, optimizer steps taken)."""
+        from prunetune.data import chunk
+        from prunetune.recovery import GlobalSchedule, recover, resolve_config
+
+        r, rd = self.recipe.recovery, self.rundir
+        if r.method == "none":
+            return model, optimizer_state, 0
+        mult = self.recipe.iterations if self.recipe.one_shot else 1  # one-shot spends the whole budget at once
+        cfg = resolve_config(r.method, r.config)
+        if cfg.max_steps is not None:
+            cfg.max_steps *= mult
+        if cfg.max_tokens is not None:
+            cfg.max_tokens *= mult
+        size, seed = r.chunk_size * mult, self.recipe.seed
+        reward_funcs = None
+        if r.method == "grpo":
+            records, reward_funcs = self._grpo_data(tok, size, seed * 1000 + state.chunks_used + 1)
+        else:
+            records = chunk(r.data, state.chunks_used, size, seed=seed)
+        schedule = None
+        if r.global_schedule:
+            per, remaining = cfg.max_steps, len(state.queue)  # `remaining` includes this iteration
+            schedule = GlobalSchedule(total_steps=state.accepted_recovery_steps + per * remaining,
+                                      start_step=state.accepted_recovery_steps, warmup_ratio=cfg.warmup_ratio,
+                                      lr_scheduler_type=cfg.lr_scheduler_type)
+        res = recover(model, tok, r.method, records, cfg, teacher=teacher, reward_funcs=reward_funcs,
+                      work_dir=rd.work(f"iteration_{iteration:02d}"),
+                      optimizer_state=optimizer_state if r.carry_optimizer else None,
+                      schedule=schedule, progress=self.progress)
+        state.chunks_used += 1
+        state.recovery_steps += res.steps
+        state.tokens += res.tokens_seen
+        for m in res.metrics:
+            rd.metric({"event": "recover", "iteration": iteration, "attempt": state.retries, **m})
+        dist.check_same_model(res.model, f"recovery in iteration {iteration}")
+        rd.metric({"event": "recovery_done", "iteration": iteration, "steps": res.steps, "tokens": res.tokens_seen,
+                   "world_size": res.info.get("world_size", 1)})
+        crash_point(f"recover:{iteration}")
+        return res.model, (res.optimizer_state if r.carry_optimizer else None), res.steps
+
+    def _grpo_data(self, tok, size: int, seed: int):
+        from prunetune.tasks import get_task, grpo_records, reward_function
+
+        r = self.recipe.recovery
+        name = reward_task_name(self.recipe)
+        task = get_task(name, **(r.reward_task_options or self.recipe.evaluation.task_options.get(name, {})))
+        examples = task.examples(split="train", limit=size, seed=seed)
+        reward = reward_function(task, r.correctness_weight, r.format_weight, examples)
+        return grpo_records(task, examples, tok), [reward]
+
+    def _evaluate(self, model, tok, out_dir: Path | None) -> dict:
+        from prunetune.tasks import get_task
+        from prunetune.tasks.evaluate import evaluate
+
+        e = self.recipe.evaluation
+        results = {}
+        for name in e.tasks:
+            task = get_task(name, **e.task_options.get(name, {}))
+            r = evaluate(model, tok, task, limit=e.limit, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
+                         seed=self.recipe.seed, out_dir=out_dir if dist.is_main() else None, progress=self.progress)
+            results[name] = r["metrics"]
+        return results
+
+    def _gate(self, metrics: dict, baseline: dict, previous: dict) -> str | None:
+        """None when the gate holds, else why it does not."""
+        g = self.recipe.gate
+        if g.max_drop is None:
+            return None
+        ref = self._gate_value(baseline if g.against == "dense" else previous)
+        now = self._gate_value(metrics)
+        if ref is None or now is None or ref - now <= g.max_drop:
+            return None
+        return f"accuracy {now:.3f} is {ref - now:.3f} below the {g.against} {ref:.3f} (max_drop {g.max_drop})"
+
+    def _retry_smaller(self, state: LoopState, step: Step) -> bool:
+        """Replace the failed step by its two halves when the gate allows another try."""
+        g = self.recipe.gate
+        halves = step.halves(self.recipe.schedule.round_to)
+        if g.on_violation != "rollback" or not halves or state.retries >= g.max_retries:
+            return False
+        state.retries += 1
+        state.rollbacks += 1
+        state.queue = [h.to_dict() for h in halves] + state.queue[1:]
+        log.info("rolled back; retrying with steps %s", [h.to_dict() for h in halves])
+        return True
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _gate_value(self, metrics: dict) -> float | None:
+        name = gate_task_name(self.recipe)
+        return metrics.get(name, {}).get("accuracy") if name else None
+
+    def _best_iteration(self) -> Path | None:
+        best, best_acc = None, -1.0
+        for d, metrics in self.rundir.iteration_metrics():
+            acc = self._gate_value(metrics)
+            if acc is not None and acc >= best_acc:
+                best, best_acc = d, acc
+        return best
+
+    def _dense_teacher(self):
+        r = self.recipe.recovery
+        if r.method == "distill" and r.teacher == "dense":
+            return load_model(self.recipe.model, self.recipe.dtype)[0]
+        return None
+
+    def _teacher(self, model, dense_teacher):
+        """This iteration's distillation teacher: the dense model, or a copy of the model before the cut."""
+        if self.recipe.recovery.method != "distill":
+            return None
+        return dense_teacher if self.recipe.recovery.teacher == "dense" else copy.deepcopy(model).eval()
+
+    def _bar(self, state: LoopState):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=state.completed + len(state.queue), initial=state.completed, desc="prune-tune loop",
+                    disable=not self.progress or not dist.is_main(), unit="iter")
+
+    def _summary(self, baseline: dict, state: LoopState) -> dict:
+        return {
+            "model": self.recipe.model,
+            "one_shot": self.recipe.one_shot,
+            "baseline": {k: baseline[k] for k in ("params", "non_embedding_params", "metrics")},
+            "final": None,
+            "completed_iterations": state.completed,
+            "planned_iterations": len(self.steps),
+            "recovery_steps": state.recovery_steps,
+            "tokens": state.tokens,
+            "rollbacks": state.rollbacks,
+            "stopped_reason": state.stopped_reason,
+        }
+
+
+def _fmt_metrics(metrics: dict) -> str:
+    return ", ".join(f"{t} accuracy {m['accuracy']:.3f}" for t, m in metrics.items() if "accuracy" in m)
+
+
+def run(recipe: Recipe, *, restart: bool = False, progress: bool = True) -> dict:
+    return Loop(recipe, restart=restart, progress=progress).run()

@@ -1,0 +1,199 @@
+"""The recipe: what a Prune-Tune Loop run does, as typed sections loaded from YAML plus `key=value` overrides.
+
+Every value is checked against its field's type and bounds when the recipe is loaded (prunetune.config),
+names (scorers, recovery methods, tasks, their options) when it is validated, files when a run starts.
+The resolved recipe is saved next to every run and a re-run is compared against it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from prunetune.config import bounded, build, parse_overrides, read_yaml, to_dict
+from prunetune.errors import UserError, did_you_mean
+
+
+@dataclass
+class TargetConfig:
+    keep: float | None = bounded(0.5, gt=0.0, lt=1.0)
+    """Fraction of NON-EMBEDDING parameters to keep at the end (None: use explicit per-iteration amounts)."""
+
+
+@dataclass
+class ScheduleConfig:
+    shape: Literal["equal", "front_loaded", "cubic"] = "equal"
+    """How MLP removal is spread: equal (the paper) | front_loaded (same fraction of what is left each time) | cubic."""
+    mlp_iterations: list[int] | None = None
+    """1-based iterations in which MLP neurons are cut (default: every iteration)."""
+    mlp_neurons_per_iteration: int | None = bounded(None, ge=1)
+    """Explicit MLP neurons removed from every layer per MLP iteration (the paper: 1000); overrides target.keep."""
+    kv_groups: dict[int, int] = field(default_factory=dict)
+    """Iteration -> KV groups removed from every layer in it, e.g. {2: 1}."""
+    layers: dict[int, int] = field(default_factory=dict)
+    """Iteration -> whole layers removed in it (lowest-scoring), e.g. {4: 1}."""
+    round_to: int = bounded(1, ge=1)
+    """Every intermediate width along the way is a multiple of this (hardware-friendly shapes)."""
+    tensor_parallel: int = bounded(1, ge=1)
+    """Heads, KV heads and MLP width must stay divisible by this."""
+
+    def __post_init__(self):
+        for key in ("kv_groups", "layers"):
+            if any(v < 0 for v in getattr(self, key).values()):
+                raise UserError(f"schedule.{key}: counts must not be negative, got {getattr(self, key)}")
+
+
+@dataclass
+class PruneConfig:
+    mlp_importance: str = "activation"
+    """MLP scorer (`prunetune ls -v` lists them with their options)."""
+    mlp_options: dict = field(default_factory=dict)
+    """Options of the MLP scorer, e.g. {order: index, top_n: 0.85} for ptl."""
+    kv_importance: str = "activation"
+    """KV-group scorer."""
+    kv_options: dict = field(default_factory=dict)
+    """Options of the KV-group scorer."""
+    layer_importance: str = "block_influence"
+    """Layer scorer (lower = more redundant)."""
+    layer_options: dict = field(default_factory=dict)
+    """Options of the layer scorer."""
+    calibration: str = "arith"
+    """Reasoning calibration text: a registered text source (built in: arith) or a local JSONL/txt/parquet/datasets path."""
+    general: str | None = None
+    """General text protected by the ptl scorer (local file), optional."""
+    text_field: str = "text"
+    """Record field holding the calibration text."""
+    calibration_samples: int = bounded(64, ge=1)
+    """Calibration texts scored per iteration."""
+    max_length: int = bounded(256, ge=2)
+    """Tokens per calibration text."""
+
+
+@dataclass
+class RecoveryConfig:
+    method: str = "cpt"
+    """cpt | sft | distill | grpo | none (`prunetune ls -v` lists each method's config keys)."""
+    data: str = "arith"
+    """Training data: a registered text source (built in: arith) or a local file; iteration i takes chunk i."""
+    chunk_size: int = bounded(512, ge=1)
+    """Records per iteration's chunk (fresh and disjoint across iterations, as in the paper)."""
+    teacher: Literal["dense", "previous"] = "dense"
+    """distill only: dense (the original model, every iteration) | previous (the model before this
+    iteration's cut). Dense scored 0.832 vs 0.736 on the reference (bench/results/gradual_vs_oneshot.md)
+    at the same peak memory: iteration 1's teacher is the uncut model either way."""
+    reward_task: str | None = None
+    """grpo only: the task whose score is the reward (default: the gate / first evaluation task)."""
+    reward_task_options: dict = field(default_factory=dict)
+    """grpo only: options for the reward task (e.g. {data: math_train.jsonl}); default: its evaluation options."""
+    correctness_weight: float = bounded(0.9, ge=0.0)
+    """grpo only: weight of the task score in the reward."""
+    format_weight: float = bounded(0.1, ge=0.0)
+    """grpo only: weight of the task's format check in the reward."""
+    carry_optimizer: bool = False
+    """Carry AdamW moments across iterations (sliced with the pruned units) instead of a fresh optimizer."""
+    global_schedule: bool = False
+    """One learning-rate schedule (single warm-up) across all iterations instead of one per iteration."""
+    config: dict = field(default_factory=dict)
+    """The method's own config (max_steps, learning_rate, ...; `prunetune ls -v` lists the keys)."""
+
+
+@dataclass
+class EvalConfig:
+    tasks: list[str] = field(default_factory=lambda: ["arith"])
+    """Tasks evaluated after every iteration (the first one is gated unless gate.task says otherwise)."""
+    limit: int | None = bounded(200, ge=1)
+    """Examples per task."""
+    max_new_tokens: int = bounded(512, ge=1)
+    """Generation budget per completion."""
+    batch_size: int = bounded(32, ge=1)
+    """Prompts generated together."""
+    after_prune: bool = False
+    """Also evaluate right after each cut, before recovery (shows the damage recovery has to undo)."""
+    task_options: dict[str, dict] = field(default_factory=dict)
+    """Per-task constructor options, e.g. {gsm8k: {data: data/gsm8k.jsonl}}."""
+
+
+@dataclass
+class GateConfig:
+    max_drop: float | None = bounded(None, ge=0.0, le=1.0)
+    """Largest allowed accuracy drop (absolute, e.g. 0.05) after recovery; None disables the gate."""
+    against: Literal["dense", "previous"] = "dense"
+    """dense (the baseline) | previous (the last accepted iteration)."""
+    task: str | None = None
+    """Task whose accuracy is gated (default: the first evaluation task)."""
+    on_violation: Literal["stop", "rollback"] = "rollback"
+    """stop | rollback (restore the previous checkpoint and retry with half the step)."""
+    max_retries: int = bounded(3, ge=0)
+    """Rollbacks allowed in a row before the run stops."""
+
+
+@dataclass
+class Recipe:
+    model: str = "reference"
+    """A checkpoint directory, or a built-in model name (`prunetune ls`: reference, tiny-random-<family>)."""
+    output_dir: str = "runs/run"
+    """Where the run writes its iterations, metrics and report."""
+    seed: int = 0
+    """Seed for calibration and recovery data, sampling and initialisation."""
+    iterations: int = bounded(4, ge=1)
+    """Prune-recover iterations."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Weights' dtype while the run works on them."""
+    one_shot: bool = False
+    """Spend the same total pruning and recovery budget in ONE prune + ONE recovery (the Prune-Once baseline)."""
+    keep: Literal["all", "last", "best"] = "all"
+    """Which iteration checkpoints to keep on disk: all | last | best."""
+    model_config: str | None = None
+    """A config.json giving the model's shape for `prunetune plan` when the weights are not here."""
+    compare_with: str | None = None
+    """Another run directory (e.g. the one-shot baseline) drawn on the same report axes."""
+    target: TargetConfig = field(default_factory=TargetConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+def shipped_recipes() -> dict[str, Path]:
+    """The recipes that ship inside the package, by name (`demo`, `smoke`, ...)."""
+    root = importlib.resources.files("prunetune") / "recipes"
+    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+
+
+def recipe_path(spec: str | Path) -> Path:
+    """A recipe file, or the name of a shipped recipe (`prunetune run demo`)."""
+    p = Path(spec)
+    if p.is_file():
+        return p
+    shipped = shipped_recipes()
+    if str(spec) in shipped:
+        return shipped[str(spec)]
+    if p.suffix in (".yaml", ".yml") or p.parent != Path("."):
+        raise UserError(f"recipe file '{spec}' does not exist")
+    raise UserError(
+        f"unknown recipe '{spec}'{did_you_mean(str(spec), shipped)}; give a YAML file or one of {', '.join(sorted(shipped))}"
+    )
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
+    """Read a YAML recipe (a path or a shipped name; defaults when None) and apply `key=value` overrides."""
+    data = read_yaml(recipe_path(path)) if path is not None else {}
+    recipe = build(Recipe, parse_overrides(overrides or [], base=data))
+    if path is not None and recipe.model_config and not Path(recipe.model_config).is_file():
+        beside = recipe_path(path).parent / recipe.model_config  # shipped recipes name configs beside them
+        if beside.is_file():
+            recipe.model_config = str(beside)
+    return recipe
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False)

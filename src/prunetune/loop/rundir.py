@@ -1,0 +1,274 @@
+"""The run directory: what a loop run writes, how it resumes, and every rank-0 / barrier decision.
+
+Layout: recipe.yaml, log.txt, metrics.jsonl (one line per event), baseline/, iteration_NN/ (a stock
+checkpoint, the cumulative plan history, its evaluation and the loop state), `final` (a link to the
+last accepted iteration), summary.json and the report. Every iteration is written atomically
+(temporary directory, then rename), so a killed run resumes from the last one. Under torchrun every
+rank calls the same methods; only rank 0 writes, and the others wait at the barriers here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from prunetune import dist
+from prunetune.checkpoint import count_params, load_model, read_history, save_checkpoint
+from prunetune.errors import UserError
+from prunetune.io import (
+    append_jsonl,
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    clean_stale_temps,
+    read_jsonl,
+)
+from prunetune.models.shape import ModelShape
+
+STATE_FILE = "loop_state.json"
+OPTIMIZER_FILE = "optimizer_state.safetensors"
+
+
+@dataclass
+class LoopState:
+    """What a resumed run needs besides the checkpoint itself."""
+
+    completed: int = 0
+    queue: list[dict] = field(default_factory=list)
+    recovery_steps: int = 0
+    """Optimizer steps spent so far, rolled-back attempts included (the compute the run cost)."""
+    accepted_recovery_steps: int = 0
+    """Optimizer steps of accepted iterations (positions the global learning-rate schedule)."""
+    tokens: int = 0
+    chunks_used: int = 0
+    retries: int = 0
+    rollbacks: int = 0
+    stopped_reason: str | None = None
+
+
+class RunDir:
+    def __init__(self, out: str | Path, recipe_text: str, *, restart: bool = False):
+        self.out = Path(out)
+        self.recipe_text = recipe_text
+        self.restart = restart
+        self.t0 = time.time()
+
+    # ---- start -------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Claim the directory for this recipe (or resume the same recipe's run) and start the log."""
+        saved = self.out / "recipe.yaml"
+        if self.out.exists() and any(self.out.iterdir()):
+            if self.restart:
+                if dist.is_main():
+                    shutil.rmtree(self.out)
+            elif not saved.is_file():
+                raise UserError(
+                    f"output_dir '{self.out}' is not empty and holds no prunetune run; use another or --restart"
+                )
+            else:
+                old, new = yaml.safe_load(saved.read_text()), yaml.safe_load(self.recipe_text)
+                if old != new:
+                    raise UserError(
+                        f"output_dir '{self.out}' holds a run of a different recipe (differs at "
+                        f"'{_first_difference(old, new)}'); use another output_dir or --restart"
+                    )
+        dist.barrier()
+        if dist.is_main():
+            self.out.mkdir(parents=True, exist_ok=True)
+            clean_stale_temps(self.out)
+            if not saved.is_file():
+                atomic_write_text(saved, self.recipe_text)
+            _log_to(self.out / "log.txt")
+        dist.barrier()
+
+    def work(self, name: str, *, clear: bool = False) -> Path:
+        """A scratch directory under .work/ (removed when the run finishes); `clear` empties it first."""
+        path = self.out / ".work" / name
+        if clear and dist.is_main():
+            shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    def metric(self, record: dict) -> None:
+        if dist.is_main():
+            append_jsonl(self.out / "metrics.jsonl", {"wall_time": round(time.time() - self.t0, 3), **record})
+
+    # ---- baseline ----------------------------------------------------------------------------
+    def baseline(self) -> dict | None:
+        f = self.out / "baseline" / "eval.json"
+        return json.loads(f.read_text()) if f.is_file() else None
+
+    def save_baseline(self, model, metrics: dict, eval_tmp: Path, shape: ModelShape) -> dict:
+        baseline = {**count_params(model), "metrics": metrics, "shape": shape.to_dict()}
+        if dist.is_main():
+            with atomic_dir(self.out / "baseline", replace=True) as tmp:
+                if eval_tmp.exists():
+                    shutil.copytree(eval_tmp, tmp / "eval")
+                atomic_write_json(tmp / "eval.json", baseline)
+            self.metric({"event": "baseline", "iteration": 0, **shape_fields(model), **count_params(model), "metrics": metrics})
+        dist.barrier()
+        return baseline
+
+    # ---- iterations --------------------------------------------------------------------------
+    def iteration_dirs(self) -> list[Path]:
+        return sorted(p for p in self.out.glob("iteration_[0-9][0-9]") if (p / STATE_FILE).is_file())
+
+    def resume(self, dtype) -> tuple[LoopState, object, object, list, dict | None, dict] | None:
+        """(state, model, tokenizer, history, optimizer state, last metrics) of the last accepted iteration."""
+        done = self.iteration_dirs()
+        if not done:
+            return None
+        last = done[-1]
+        state = LoopState(**json.loads((last / STATE_FILE).read_text()))
+        model, tok = load_model(last, dtype)
+        opt = _load_optimizer_state(last / OPTIMIZER_FILE) if (last / OPTIMIZER_FILE).is_file() else None
+        self._truncate_metrics(state.completed)
+        metrics = json.loads((last / "eval.json").read_text())["metrics"]
+        return state, model, tok, read_history(last), opt, metrics
+
+    def restore(self, model_name: str, dtype):
+        """(model, tokenizer, optimizer state) of the last accepted iteration, or the input model."""
+        done = self.iteration_dirs()
+        model, tok = load_model(done[-1] if done else model_name, dtype)
+        opt = None
+        if done and (done[-1] / OPTIMIZER_FILE).is_file():
+            opt = _load_optimizer_state(done[-1] / OPTIMIZER_FILE)
+        return model, tok, opt
+
+    def save_iteration(self, model, tok, iteration: int, history: list, metrics: dict, state: LoopState,
+                       optimizer_state, eval_tmp: Path) -> Path:
+        target = self.out / f"iteration_{iteration:02d}"
+        if dist.is_main():
+            with atomic_dir(target, replace=True) as tmp:
+                save_checkpoint(model, tok, tmp / "_model", history=history)
+                crash_point(f"save:{iteration}")
+                for f in (tmp / "_model").iterdir():
+                    f.rename(tmp / f.name)
+                (tmp / "_model").rmdir()
+                if eval_tmp.exists():
+                    shutil.copytree(eval_tmp, tmp / "eval")
+                atomic_write_json(tmp / "eval.json", {"iteration": iteration, **count_params(model), "metrics": metrics})
+                if optimizer_state is not None:
+                    _save_optimizer_state(optimizer_state, tmp / OPTIMIZER_FILE)
+                atomic_write_json(tmp / STATE_FILE, asdict(state))
+            self._point_final(target)
+        dist.barrier()
+        return target
+
+    def apply_keep_policy(self, keep: str, best: Path | None) -> None:
+        """Drop the weights of iterations that `keep` (all | last | best) does not keep."""
+        if keep == "all" or not dist.is_main():
+            return
+        dirs = self.iteration_dirs()
+        kept = {dirs[-1]} | ({best} if keep == "best" and best else set())
+        for d in dirs:
+            if d not in kept:
+                for f in d.glob("*.safetensors"):
+                    f.unlink()
+
+    def iteration_metrics(self) -> list[tuple[Path, dict]]:
+        return [(d, json.loads((d / "eval.json").read_text())["metrics"]) for d in self.iteration_dirs()]
+
+    # ---- end ---------------------------------------------------------------------------------
+    def finish(self, summary: dict) -> dict:
+        """Write summary.json and the report, remove the scratch space."""
+        from prunetune.loop.report import write_report
+
+        done = self.iteration_dirs()
+        if done:
+            ev = json.loads((done[-1] / "eval.json").read_text())
+            final = {k: ev[k] for k in ("params", "non_embedding_params", "metrics")}
+            final["iteration"] = ev["iteration"]
+            from transformers import AutoConfig
+
+            final["shape"] = ModelShape.from_config(AutoConfig.from_pretrained(done[-1])).to_dict()
+            summary["final"] = final
+            summary["non_embedding_params_kept"] = (
+                final["non_embedding_params"] / summary["baseline"]["non_embedding_params"]
+            )
+        summary["wall_time"] = round(time.time() - self.t0, 1)
+        if dist.is_main():
+            atomic_write_json(self.out / "summary.json", summary)
+            shutil.rmtree(self.out / ".work", ignore_errors=True)
+            write_report(self.out)
+        dist.barrier()
+        return summary
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _point_final(self, target: Path) -> None:
+        link, tmp = self.out / "final", self.out / ".final.tmp"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(target.name)
+        tmp.replace(link)
+
+    def _truncate_metrics(self, completed: int) -> None:
+        """Drop log lines of an iteration that was interrupted (it will run again)."""
+        if dist.is_main():
+            path = self.out / "metrics.jsonl"
+            kept = [m for m in read_jsonl(path) if m.get("iteration", 0) <= completed]
+            atomic_write_text(path, "".join(json.dumps(m) + "\n" for m in kept))
+
+
+def shape_fields(model) -> dict:
+    s = ModelShape.from_config(model.config)
+    return {
+        "intermediate_size": s.intermediate_size,
+        "num_key_value_heads": s.num_key_value_heads,
+        "num_attention_heads": s.num_attention_heads,
+        "num_hidden_layers": s.num_hidden_layers,
+    }
+
+
+def _first_difference(a, b, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+    return prefix or "(top level)"
+
+
+def _save_optimizer_state(state: dict, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    flat = {f"{name}::{k}": v.detach().contiguous().cpu() for name, d in state.items() for k, v in d.items()}
+    save_file(flat, str(path))
+
+
+def _load_optimizer_state(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    out: dict = {}
+    for key, v in load_file(str(path)).items():
+        name, k = key.rsplit("::", 1)
+        out.setdefault(name, {})[k] = v
+    return out
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the resume tests: PRUNETUNE_CRASH_AT=recover:2 kills the process there (SIGKILL)."""
+    if os.environ.get("PRUNETUNE_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _log_to(path: Path) -> None:
+    root = logging.getLogger("prunetune")
+    root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        if getattr(h, "_prunetune", False):
+            root.removeHandler(h)
+    fh = logging.FileHandler(path)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    sh = logging.StreamHandler()
+    sh.setFormatter(logging.Formatter("[prunetune] %(message)s"))
+    for h in (fh, sh):
+        h._prunetune = True
+        root.addHandler(h)
+    root.propagate = False

@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint bench-speed clean
+.PHONY: setup demo test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -23,11 +23,18 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/prunetune demo
 
+# everything, as CI runs it (slowest 15 tests listed at the end)
 test: setup
 	$(VENV)/bin/python -m pytest
 
+# for developers: all but the subprocess / torchrun / end-to-end tests (about 2 minutes)
+test-fast: setup
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+# ruff, and the layers contract (import-linter; see the prunetune package docstring)
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) runs

@@ -4,7 +4,7 @@ Both sides get the same prompts (reasoning-gym gsm_symbolic questions in the Que
 the same greedy settings, batch size and token budget, on a random Llama large enough (hidden 384,
 6 layers) that the model, not Python overhead, dominates. The baseline is the loop people write by
 hand: left-pad each batch in input order, call generate, batch_decode. The evaluator path is
-`prunetune.generation.generate` (length-sorted batches, stop strings, per-completion accounting).
+`prunetune.tasks.generation.generate` (length-sorted batches, stop strings, per-completion accounting).
 Ratio = baseline seconds / evaluator seconds (>1 means the evaluator is faster); target >= 0.9.
 Peak memory: each side generates once (with stop strings) in a fresh subprocess; the peak resident
 memory of that pass (VmHWM, reset just before it) minus the resident memory before it.
@@ -24,6 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+try:
+    from bench.common import cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, versions
+except ImportError:  # run as `python bench/eval_throughput.py`
+    from common import cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, versions
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -31,8 +36,8 @@ def build_model(seed: int = 0):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from prunetune.models.tiny import tiny_config
-    from prunetune.tokenizer import tiny_tokenizer
+    from prunetune.builtin.tiny import tiny_config
+    from prunetune.builtin.tokenizer import tiny_tokenizer
 
     tok = tiny_tokenizer()
     cfg = tiny_config(
@@ -73,27 +78,20 @@ def baseline(model, tok, prompts, *, batch_size, max_new_tokens, stop):
     return texts
 
 
-def _status_mib(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(key)
-
-
 def peak_extra_mib(side: str, args) -> float:
     """One pass of `side` in this process: peak resident MiB during it minus resident MiB before it."""
-    from prunetune.generation import generate
     from prunetune.tasks import get_task
-    from prunetune.tasks.base import QA_STOP
+    from prunetune.tasks.generation import generate
+    from prunetune.tasks.task import QA_STOP
 
     model, tok = build_model()
     task = get_task("gsm_symbolic")
     prompts = [task.build_prompt(e, tok) for e in task.examples(limit=args.prompts)]
     kw = dict(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, stop=list(QA_STOP))
-    Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark (VmHWM) to the current RSS
-    before = _status_mib("VmRSS")
+    reset_peak_rss()  # the high-water mark (VmHWM) back to the current RSS
+    before = rss_mib()
     (baseline if side == "baseline" else generate)(model, tok, prompts, **kw)
-    return _status_mib("VmHWM") - before
+    return peak_rss_mib() - before
 
 
 def measure_memory(args) -> dict:
@@ -129,11 +127,10 @@ def main() -> None:
         return write(result, out)
 
     import torch
-    import transformers
 
-    from prunetune.generation import generate
     from prunetune.tasks import get_task
-    from prunetune.tasks.base import QA_STOP
+    from prunetune.tasks.generation import generate
+    from prunetune.tasks.task import QA_STOP
 
     model, tok = build_model()
     task = get_task("gsm_symbolic")
@@ -163,12 +160,10 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
     env = {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
+        **versions("torch", "transformers", "python"),
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_name() or "unknown",
     }
     cmd = (
         f".venv/bin/python bench/eval_throughput.py --prompts {args.prompts} --batch-size {args.batch_size} "
@@ -225,16 +220,6 @@ def write(result: dict, out: Path) -> None:
     if notes.is_file():
         lines += ["", notes.read_text().rstrip()]
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+try:
+    from bench.common import cpu_name, peak_rss_mib, rss_mib, versions
+except ImportError:  # run as `python bench/recovery_throughput.py`
+    from common import cpu_name, peak_rss_mib, rss_mib, versions
+
 MODEL = dict(
     hidden_size=384,
     intermediate_size=1024,
@@ -31,19 +36,12 @@ MODEL = dict(
 )
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def _build(seed: int = 0):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from prunetune.models.tiny import tiny_config
-    from prunetune.tokenizer import tiny_tokenizer
+    from prunetune.builtin.tiny import tiny_config
+    from prunetune.builtin.tokenizer import tiny_tokenizer
 
     tok = tiny_tokenizer()
     torch.manual_seed(seed)
@@ -81,9 +79,9 @@ def child(mode: str, a) -> dict:
         "logging_steps": 1,
     }
     teacher = _build(seed=1)[0] if mode == "distill" else None
-    rss0 = _status_kb("VmRSS")
+    rss0 = rss_mib()
     if mode == "plain":
-        from prunetune.recovery.data import pack_blocks, record_texts
+        from prunetune.recovery.examples import pack_blocks, record_texts
 
         blocks = pack_blocks(tok, record_texts(records), a.seq_len)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
@@ -113,16 +111,9 @@ def child(mode: str, a) -> dict:
     return {
         "mode": mode,
         "tokens_per_s": tps,
-        "rss_before_mb": rss0 / 1024,
-        "peak_rss_mb": _status_kb("VmHWM") / 1024,
+        "rss_before_mb": rss0,
+        "peak_rss_mb": peak_rss_mib(),
     }
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:
@@ -156,11 +147,6 @@ def main() -> None:
             runs[mode].append(json.loads(line))
             print(mode, runs[mode][-1], flush=True)
     best = {m: max(r, key=lambda x: x["tokens_per_s"]) for m, r in runs.items()}
-    import peft
-    import torch
-    import transformers
-    import trl
-
     result = {
         "command": "python bench/recovery_throughput.py " + " ".join(sys.argv[1:]),
         "model": {"family": "llama", **MODEL, "params": None},
@@ -174,14 +160,8 @@ def main() -> None:
         "best": best,
         "cpt_over_plain": best["cpt"]["tokens_per_s"] / best["plain"]["tokens_per_s"],
         "distill_over_cpt_time": best["cpt"]["tokens_per_s"] / best["distill"]["tokens_per_s"],
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "trl": trl.__version__,
-            "peft": peft.__version__,
-        },
-        "cpu": _cpu(),
+        "versions": versions("python", "torch", "transformers", "trl", "peft"),
+        "cpu": cpu_name() or platform.processor(),
         "cpu_count": os.cpu_count(),
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),

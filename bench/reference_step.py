@@ -16,10 +16,12 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+try:
+    from bench.common import ROOT, versions
+except ImportError:  # run as `python bench/reference_step.py`
+    from common import ROOT, versions
 
-from prunetune import arith, reference  # noqa: E402
+from prunetune.builtin import arith, reference
 
 
 def padding_share(encoded, batch_size: int) -> float:
@@ -82,12 +84,13 @@ def main(argv=None) -> int:
     atomic_write_json(
         out.with_suffix(".json"), {"command": cmd, "threads": torch.get_num_threads(), "rows": rows}
     )
+    v = versions("torch")
     lines = [
         "# reference build: seconds per training step",
         "",
         f"Command: `{cmd}`",
         "",
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.batch_size} problems per step, "
+        f"torch {v['torch']}, {torch.get_num_threads()} threads, {args.batch_size} problems per step, "
         f"{args.steps} timed steps per side, sides alternating.",
         "",
         "| batching | s / step | padding share of tokens |",

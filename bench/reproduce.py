@@ -40,8 +40,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PRUNETUNE = str(ROOT / ".venv" / "bin" / "prunetune")
+try:
+    from bench.common import ROOT, cli, cpu_name, versions
+except ImportError:  # run as `python bench/reproduce.py`
+    from common import ROOT, cli, cpu_name, versions
+
 RECIPE = "recipes/demo.yaml"
 ITERATIONS = 4
 # Per-iteration budget of a 4-iteration run; other iteration counts keep the product constant.
@@ -201,7 +204,9 @@ def env() -> dict:
 
 def snapshot_reference(work: Path) -> Path:
     """Copy the shipped reference model under a name fixed by its weights' hash (reused if present)."""
-    src = ROOT / "src" / "prunetune" / "assets" / "reference"
+    from prunetune.builtin.reference import reference_dir
+
+    src = reference_dir()
     sha = hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest()[:8]
     dst = work / f"reference-{sha}"
     if not dst.is_dir():
@@ -234,7 +239,7 @@ def loop_command(
     # one_shot=true spends `iterations` x the per-iteration budget in its single recovery
     steps, chunk = budget_for(budget, iterations)
     chunk = knobs.records(recovery, steps, chunk)
-    cmd = [PRUNETUNE, "run", RECIPE, f"model={model}", f"output_dir={out}", f"seed={seed}"]
+    cmd = [*cli(), "run", RECIPE, f"model={model}", f"output_dir={out}", f"seed={seed}"]
     cmd += [f"iterations={iterations}"] + ([f"target.keep={knobs.keep}"] if knobs.keep is not None else [])
     if not any(x.startswith("schedule.layers=") for x in extra):
         cmd += [f"schedule.layers={{{1 if layer_at == 'first' else iterations}: 1}}"]
@@ -263,25 +268,25 @@ def control_commands(
     model: Path, out: Path, budget: str, seed: int, method: str = "cpt", knobs: Knobs = Knobs()
 ) -> tuple[list[list[str]], list[list[str]], Path]:
     """The dense model trained (`method`) on the one-shot run's exact records and steps, then evaluated."""
+    from prunetune.data import chunk as data_chunk
     from prunetune.io import atomic_write_text
-    from prunetune.recovery_data import arith_records
 
     steps, chunk = budget_for(budget, ITERATIONS)
     steps, chunk = steps * ITERATIONS, chunk * ITERATIONS
     out.mkdir(parents=True, exist_ok=True)
     ckpt, result = out / "model", out / "eval.json"
-    recover = [PRUNETUNE, "recover", str(model), "--out", str(ckpt), "--method", method]
+    recover = [*cli(), "recover", str(model), "--out", str(ckpt), "--method", method]
     if method == "grpo":  # prompts from the arith train split, its score as the reward
         recover += ["--task", "arith", "--chunk", "0", "--chunk-size", str(knobs.records(method, steps, chunk))]
     else:
         data = out / "data.jsonl"
         if not data.is_file():  # chunk 0 of size chunk x iterations: what one_shot=true trains on
-            lines = [json.dumps(r) for r in arith_records(0, chunk, seed=seed)]
+            lines = [json.dumps(r) for r in data_chunk("arith", 0, chunk, seed=seed)]
             atomic_write_text(data, "\n".join(lines) + "\n")
         recover += ["--data", str(data)]
     recover += ["--quiet", f"max_steps={steps}", f"seed={seed}"]
     recover += [f"{k}={v}" for k, v in knobs.train(method).items()]
-    evaluate = [PRUNETUNE, "eval", str(ckpt), "--tasks", "arith", "--seed", str(seed), "--out", str(result)]
+    evaluate = [*cli(), "eval", str(ckpt), "--tasks", "arith", "--seed", str(seed), "--out", str(result)]
     evaluate += ["--limit", str(EVAL["limit"]), "--max-new-tokens", str(EVAL["max_new_tokens"])]
     evaluate += ["--batch-size", str(EVAL["batch_size"]), "--no-progress"]
     todo = ([recover] if not (ckpt / "config.json").is_file() else []) + [evaluate]
@@ -397,25 +402,12 @@ def _find_accuracy(res) -> float:
 
 # ---- writing -----------------------------------------------------------------------------------
 def _versions() -> dict:
-    from importlib.metadata import version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "trl", "accelerate", "prunetune"):
-        try:
-            out[pkg] = version(pkg)
-        except Exception:
-            out[pkg] = "?"
-    return out
+    return versions("python", "torch", "transformers", "trl", "accelerate", "prunetune")
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical CPUs)"
-    except OSError:
-        pass
-    return platform.processor() or "?"
+    name = cpu_name()
+    return f"{name} ({os.cpu_count()} logical CPUs)" if name else platform.processor() or "?"
 
 
 def _fmt(row: dict) -> str:

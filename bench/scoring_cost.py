@@ -21,6 +21,11 @@ import subprocess
 import sys
 import time
 
+try:
+    from bench.common import cpu_name, rss_mib, versions
+except ImportError:  # run as `python bench/scoring_cost.py`
+    from common import cpu_name, rss_mib, versions
+
 SCORERS = [
     ("mlp", "activation"),
     ("mlp", "ptl"),
@@ -61,11 +66,6 @@ def build(args):
         mask = (torch.arange(args.seq)[None, :] < lengths[:, None]).long()
         batches.append({"input_ids": ids.masked_fill(mask == 0, 0), "attention_mask": mask})
     return model, batches
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def worker(args) -> dict:
@@ -130,20 +130,9 @@ def worker(args) -> dict:
 
 
 def machine() -> dict:
-    import torch
-    import transformers
-
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "cpu": cpu,
+        **versions("python", "torch", "transformers"),
+        "cpu": cpu_name() or platform.processor() or "unknown",
         "cpu_count": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }

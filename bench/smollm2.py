@@ -30,11 +30,14 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce import PRUNETUNE, ROOT, _cpu, _run, _versions  # noqa: E402
+try:
+    from bench.common import ROOT, cli
+    from bench.reproduce import _cpu, _run, _versions
+except ImportError:  # run as `python bench/smollm2.py`
+    from common import ROOT, cli
+    from reproduce import _cpu, _run, _versions
 
-sys.path.insert(0, str(ROOT / "src"))
-from prunetune.io import atomic_write_text  # noqa: E402
+from prunetune.io import atomic_write_text
 
 RECIPE = "recipes/smollm2.yaml"
 ARMS = ("gradual_4", "one_shot", "dense_control")
@@ -46,7 +49,7 @@ def _recipe() -> dict:
 
 
 def loop_command(model: Path, out: Path, arm: str, steps: int | None) -> list[str]:
-    cmd = [PRUNETUNE, "run", RECIPE, f"model={model}", f"output_dir={out}"]
+    cmd = [*cli(), "run", RECIPE, f"model={model}", f"output_dir={out}"]
     if steps:
         cmd.append(f"recovery.config.max_steps={steps}")
     return cmd + (["one_shot=true"] if arm == "one_shot" else [])
@@ -56,7 +59,7 @@ def eval_commands(model: Path, out: Path, rec: dict) -> list[list[str]]:
     """The recipe's evaluation (one call per task: their options differ) and the two NLL tasks."""
     ev, cmds = rec["evaluation"], []
     for task in ev["tasks"]:
-        c = [PRUNETUNE, "eval", str(model), "--tasks", task, "--limit", str(ev["limit"]), "--no-progress"]
+        c = [*cli(), "eval", str(model), "--tasks", task, "--limit", str(ev["limit"]), "--no-progress"]
         c += ["--max-new-tokens", str(ev["max_new_tokens"]), "--batch-size", str(ev["batch_size"])]
         c += [f"--task-option={k}={v}" for k, v in ev["task_options"].get(task, {}).items()]
         cmds.append(c + ["--seed", str(rec.get("seed", 0)), "--out", str(out / f"{task}.json")])
@@ -66,7 +69,7 @@ def eval_commands(model: Path, out: Path, rec: dict) -> list[list[str]]:
 def nll_commands(model: Path, out: Path) -> list[list[str]]:
     """Both NLL tasks; `out` is <work>/eval/<model> or <work>/dense_control/eval (one code file per work)."""
     base = [
-        PRUNETUNE,
+        *cli(),
         "eval",
         str(model),
         "--tasks",
@@ -96,18 +99,18 @@ def code_data(work: Path) -> Path:
 def control_commands(model: Path, out: Path, rec: dict, steps: int | None) -> tuple[list, list]:
     """(every command, those still to run): the dense model distilled from itself on the one-shot run's
     records, then evaluated."""
-    from prunetune.recovery_data import arith_records
+    from prunetune.data import chunk as data_chunk
 
     r, iters = rec["recovery"], rec["iterations"]
     cfg = dict(r["config"])
     cfg["max_steps"] = (steps or cfg["max_steps"]) * iters
     data = out / "data.jsonl"
     if not data.is_file():  # chunk 0 of size chunk x iterations: what one_shot=true trains on
-        rows = arith_records(0, r["chunk_size"] * iters, seed=rec.get("seed", 0))
+        rows = data_chunk("arith", 0, r["chunk_size"] * iters, seed=rec.get("seed", 0))
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(data, "".join(json.dumps(x) + "\n" for x in rows))
     ckpt = out / "model"
-    cmd = [PRUNETUNE, "recover", str(model), "--out", str(ckpt), "--method", r["method"]]
+    cmd = [*cli(), "recover", str(model), "--out", str(ckpt), "--method", r["method"]]
     cmd += ["--teacher", str(model), "--data", str(data), "--quiet", f"seed={rec.get('seed', 0)}"]
     cmd += [f"{k}={v}" for k, v in cfg.items()]
     evals = eval_commands(ckpt, out / "eval", rec)

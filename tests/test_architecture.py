@@ -13,6 +13,7 @@ import prunetune
 ROOT = Path(prunetune.__file__).parent
 
 
+@pytest.mark.slow
 def test_the_layers_contract_holds():
     """commands > loop > builtin > pruning | recovery | tasks > data > checkpoint > models > infrastructure."""
     exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))

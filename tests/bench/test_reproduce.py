@@ -7,11 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import cli
+
 _PATH = Path(__file__).resolve().parents[2] / "bench" / "reproduce.py"
 _spec = importlib.util.spec_from_file_location("bench_reproduce", _PATH)
 reproduce = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = reproduce  # dataclasses look their module up there
 _spec.loader.exec_module(reproduce)
+
+
+def _overrides(cmd: list[str]) -> list[str]:
+    """A `prunetune run` command's key=value overrides besides model= and output_dir=."""
+    head = [*cli(), "run", reproduce.RECIPE]
+    assert cmd[: len(head)] == head, cmd
+    return [c for c in cmd[len(head) :] if not c.startswith(("model=", "output_dir="))]
 
 
 def test_aggregate_groups_by_keys_with_sample_std():
@@ -54,7 +63,7 @@ def test_every_experiment_plans_to_its_target(experiment, capsys):
 
     for schedule in reproduce.EXPERIMENTS[experiment]:
         cmd = reproduce.loop_command(Path("m"), Path("o"), schedule, "sft", "light", 0, "first")
-        overrides = [c for c in cmd[3:] if not c.startswith(("model=", "output_dir="))]
+        overrides = _overrides(cmd)
         assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, (schedule, capsys.readouterr().err)
         out = capsys.readouterr().out
         final = out.strip().splitlines()[-1]
@@ -73,7 +82,7 @@ def test_grpo_runs_spend_the_same_steps_with_grpo_settings(capsys):
     per_step = reproduce.GRPO_TRAIN["per_device_train_batch_size"] // reproduce.NUM_GENERATIONS
     assert f"recovery.config.max_steps={steps}" in cmd and f"recovery.chunk_size={steps * per_step}" in cmd
     assert "recovery.method=grpo" in cmd and not any("max_length" in c for c in cmd)
-    overrides = [c for c in cmd[3:] if not c.startswith(("model=", "output_dir="))]
+    overrides = _overrides(cmd)
     assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, capsys.readouterr().err
     assert reproduce.control_method("grpo") == "grpo" and reproduce.control_method("distill") == "cpt"
 
@@ -87,7 +96,7 @@ def test_wider_grpo_steps_keep_the_steps_sample_more_prompts_and_run_apart(tmp_p
     steps = reproduce.BUDGETS["light"]["max_steps"]  # per iteration: one_shot=true multiplies it
     assert f"recovery.config.max_steps={steps}" in cmd and f"recovery.chunk_size={steps * 8}" in cmd
     assert "recovery.config.per_device_train_batch_size=64" in cmd
-    overrides = [c for c in cmd[3:] if not c.startswith(("model=", "output_dir="))]
+    overrides = _overrides(cmd)
     assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, capsys.readouterr().err
     assert wide.label("grpo") == "grpo_p8" and reproduce.Knobs().label("grpo") == "grpo"
     assert wide.label("sft") == "sft" and reproduce.Knobs(learning_rate=3e-4).label("cpt") == "cpt_lr0.0003"
@@ -153,7 +162,7 @@ def test_a_deeper_target_cuts_the_runs_but_shares_the_dense_control(capsys):
     assert deep.for_control.label("grpo") == "grpo" and deep.variant("grpo", "carry") == "carry, keep 0.35"
     from tests.conftest import run_cli
 
-    overrides = [c for c in cmd[3:] if not c.startswith(("model=", "output_dir="))]
+    overrides = _overrides(cmd)
     assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, capsys.readouterr().err
     assert "final: 33.9% of non-embedding" in capsys.readouterr().out
 

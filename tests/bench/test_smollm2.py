@@ -2,13 +2,14 @@
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from bench.common import cli
+
 _PATH = Path(__file__).resolve().parents[2] / "bench" / "smollm2.py"
-sys.path.insert(0, str(_PATH.parent))  # it imports bench/reproduce.py's helpers
+CLI = cli()
 _spec = importlib.util.spec_from_file_location("bench_smollm2", _PATH)
 smollm2 = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(smollm2)
@@ -19,12 +20,12 @@ def test_control_trains_the_dense_model_on_the_one_shot_budget(tmp_path):
     cmds, todo = smollm2.control_commands(Path("dense"), tmp_path / "ctl", rec, steps=5)
     assert todo == cmds  # nothing trained yet
     recover = cmds[0]
-    assert recover[1] == "recover" and recover[recover.index("--teacher") + 1] == "dense"
+    assert recover[: len(CLI) + 1] == [*CLI, "recover"] and recover[recover.index("--teacher") + 1] == "dense"
     assert f"max_steps={5 * rec['iterations']}" in recover
     records = (tmp_path / "ctl" / "data.jsonl").read_text().splitlines()
     assert len(records) == rec["recovery"]["chunk_size"] * rec["iterations"]
     # the recipe's evaluation (one call per task, each with its own options) and the two NLL tasks
-    evals = [c for c in cmds[1:] if c[1] == "eval"]
+    evals = [c for c in cmds[1:] if c[len(CLI)] == "eval"]
     assert [c[c.index("--tasks") + 1] for c in evals] == [
         *rec["evaluation"]["tasks"],
         "perplexity",
@@ -35,7 +36,8 @@ def test_control_trains_the_dense_model_on_the_one_shot_budget(tmp_path):
 
 def test_one_shot_arm_is_the_recipe_with_one_shot():
     cmd = smollm2.loop_command(Path("m"), Path("o"), "one_shot", 7)
-    assert cmd[2] == smollm2.RECIPE and "one_shot=true" in cmd and "recovery.config.max_steps=7" in cmd
+    assert cmd[: len(CLI) + 2] == [*CLI, "run", smollm2.RECIPE]
+    assert "one_shot=true" in cmd and "recovery.config.max_steps=7" in cmd
     assert "one_shot=true" not in smollm2.loop_command(Path("m"), Path("o"), "gradual_4", None)
 
 

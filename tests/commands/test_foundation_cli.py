@@ -123,6 +123,7 @@ def test_bad_input_one_line_exit_2(case, message, llama_dir, tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no half-written temp dirs
 
 
+@pytest.mark.slow
 def test_import_gguf_smollm2(tmp_path, capsys):
     pytest.importorskip("gguf")
     from prunetune.builtin.gguf import resolve_gguf

@@ -17,9 +17,6 @@ def register(sub):
 
 
 def run(args) -> int:
-    import json
-    from collections import defaultdict
-
     from prunetune.commands.taskflags import (
         build_tasks,
         check_out,
@@ -29,8 +26,7 @@ def run(args) -> int:
     )
     from prunetune.data import load_records
     from prunetune.errors import UserError
-    from prunetune.io import atomic_write_text
-    from prunetune.tasks.evaluate import pass_at_k, score_all
+    from prunetune.tasks.evaluate import score_completions, write_predictions
 
     check_out(args.out)
     (task,) = build_tasks([args.task], args)
@@ -57,34 +53,9 @@ def run(args) -> int:
             raise UserError(f"{args.completions}: record {i}: unknown {task.name} example id '{ex_id}'")
         examples.append(ex)
         completions.append(str(rec["completion"]))
-    scores = score_all(task, examples, completions)
-    correct = [s >= 1.0 for s in scores]
-    metrics = {
-        "accuracy": sum(correct) / len(correct),
-        "mean_score": sum(scores) / len(scores),
-        "format_rate": sum(task.format_ok(c) for c in completions) / len(completions),
-    }
-    groups = defaultdict(list)
-    for e, c in zip(examples, correct):
-        groups[e.id].append(c)
-    n_min = min(len(v) for v in groups.values())
-    if n_min > 1:
-        for k in (1, 2, 5, 10, 20, 50, 100):
-            if k <= n_min:
-                metrics[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in groups.values()) / len(
-                    groups
-                )
-    pred = None
-    pdir = predictions_dir(args.out)
-    if pdir is not None:
-        pred = pdir / f"{task.name}.predictions.jsonl"
-        lines = [
-            json.dumps({"id": e.id, "completion": c, "extracted": task.extract(c), "correct": ok, "score": s})
-            for e, c, ok, s in zip(examples, completions, correct, scores)
-        ]
-        atomic_write_text(pred, "\n".join(lines) + "\n")
-        pred = str(pred)
-    results = [{"task": task.name, "n": len(groups), "metrics": metrics, "predictions": pred}]
+    metrics, records = score_completions(task, examples, completions)
+    pred = write_predictions(predictions_dir(args.out), task.name, records)
+    results = [{"task": task.name, "n": len({e.id for e in examples}), "metrics": metrics, "predictions": pred}]
     print_table(results)
     write_results(args.out, results)
     return 0

@@ -86,41 +86,53 @@ def evaluate(
         seed=seed,
         progress=progress,
     )
-    scores = score_all(task, flat_examples, [g.text for g in gens])
-    extracted = [task.extract(g.text) for g in gens]
-    correct = [s >= 1.0 for s in scores]
-    total = len(gens)
-    metrics = {
-        "accuracy": sum(correct) / total,
-        "mean_score": sum(scores) / total,
-        "mean_length": sum(g.num_tokens for g in gens) / total,
-        "truncation_rate": sum(g.truncated and x is None for g, x in zip(gens, extracted)) / total,
-        "budget_hit_rate": sum(g.truncated for g in gens) / total,
-        "format_rate": sum(task.format_ok(g.text) for g in gens) / total,
-    }
-    if num_samples > 1:
-        per_ex = [sum(correct[i * num_samples : (i + 1) * num_samples]) for i in range(len(examples))]
-        for k in _ks(num_samples):
-            metrics[f"pass@{k}"] = sum(pass_at_k(num_samples, c, k) for c in per_ex) / len(examples)
-
-    pred_path = None
-    if out_dir is not None:
-        pred_path = Path(out_dir) / f"{task.name}.predictions.jsonl"
-        lines = []
-        for j, (e, p, g, x, s) in enumerate(zip(flat_examples, flat_prompts, gens, extracted, scores)):
-            rec = {
-                "id": e.id,
-                "prompt": p,
-                "completion": g.text,
-                "extracted": x,
-                "correct": s >= 1.0,
-                "score": s,
-                "num_tokens": g.num_tokens,
-                "truncated": g.truncated,
-            }
-            if num_samples > 1:
-                rec["sample"] = j % num_samples
-            lines.append(json.dumps(rec))
-        atomic_write_text(pred_path, "\n".join(lines) + "\n")
-        pred_path = str(pred_path)
+    metrics, records = score_completions(task, flat_examples, [g.text for g in gens], gens=gens, prompts=flat_prompts)
+    pred_path = write_predictions(out_dir, task.name, records)
     return {"task": task.name, "n": len(examples), "metrics": metrics, "predictions": pred_path}
+
+
+def score_completions(task: Task, examples, completions: list[str], *, gens=None, prompts=None) -> tuple[dict, list[dict]]:
+    """(metrics, per-completion records) for completions of `examples` (repeat an example for its samples).
+
+    The one place accuracy, format rate, lengths, truncation and pass@k are computed: evaluation after
+    generation, `prunetune score` on completions made elsewhere, the loop and the reference build.
+    `gens` (from tasks.generation) adds the length and truncation metrics.
+    """
+    scores = score_all(task, examples, completions)
+    extracted = [task.extract(c) for c in completions]
+    correct = [s >= 1.0 for s in scores]
+    total = len(completions)
+    metrics = {"accuracy": sum(correct) / total, "mean_score": sum(scores) / total}
+    if gens is not None:
+        metrics["mean_length"] = sum(g.num_tokens for g in gens) / total
+        metrics["truncation_rate"] = sum(g.truncated and x is None for g, x in zip(gens, extracted)) / total
+        metrics["budget_hit_rate"] = sum(g.truncated for g in gens) / total
+    metrics["format_rate"] = sum(task.format_ok(c) for c in completions) / total
+    groups: dict[str, list[bool]] = {}
+    for e, ok in zip(examples, correct):
+        groups.setdefault(e.id, []).append(ok)
+    n_min = min(len(v) for v in groups.values())
+    for k in _ks(n_min) if n_min > 1 else []:
+        metrics[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in groups.values()) / len(groups)
+    records, seen = [], {}
+    for i, (e, c, x, s) in enumerate(zip(examples, completions, extracted, scores)):
+        rec = {"id": e.id}
+        if prompts is not None:
+            rec["prompt"] = prompts[i]
+        rec.update(completion=c, extracted=x, correct=s >= 1.0, score=s)
+        if gens is not None:
+            rec.update(num_tokens=gens[i].num_tokens, truncated=gens[i].truncated)
+        if n_min > 1:
+            rec["sample"] = seen.get(e.id, 0)
+            seen[e.id] = rec["sample"] + 1
+        records.append(rec)
+    return metrics, records
+
+
+def write_predictions(out_dir: str | Path | None, name: str, records: list[dict]) -> str | None:
+    """`<out_dir>/<name>.predictions.jsonl` (atomically), or nothing when out_dir is None."""
+    if out_dir is None:
+        return None
+    path = Path(out_dir) / f"{name}.predictions.jsonl"
+    atomic_write_text(path, "\n".join(json.dumps(r) for r in records) + "\n")
+    return str(path)

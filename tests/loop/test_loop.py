@@ -16,7 +16,7 @@ from prunetune.loop import run
 from prunetune.loop.recipe import load_recipe
 from tests.conftest import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "recipes" / "smoke.yaml"
 FAST = [
     "evaluation.limit=4",
@@ -89,6 +89,7 @@ def _cli(out, *extra, crash=None):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash", ["recover:2", "save:2"])
 def test_resume_after_sigkill(tmp_path, crash):
     out = tmp_path / "run"
@@ -257,6 +258,7 @@ def test_unknown_top_level_key_suggests():
         load_recipe(SMOKE, ["iteration=3"])
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(tmp_path):
     """Two CPU ranks (gloo): identical cuts and recovery on both (checked inside the loop), rank 0 writes."""
     out = tmp_path / "run"

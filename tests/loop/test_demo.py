@@ -3,11 +3,13 @@
 import json
 from pathlib import Path
 
+import pytest
 from transformers import AutoModelForCausalLM
 
 from prunetune.loop.demo import RECIPE, run_demo
 
 
+@pytest.mark.slow
 def test_short_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     result = run_demo(

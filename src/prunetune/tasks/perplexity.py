@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from prunetune.data import right_pad
 from prunetune.errors import UserError
 from prunetune.tasks.task import TASKS, Example, check_limit
 
@@ -98,13 +99,9 @@ class Perplexity:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         for start in it:
             batch = rows[start : start + batch_size]
-            width = max(len(ids) for ids, _ in batch)
-            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
-            mask = torch.tensor(
-                [[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device
-            )
-            labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch], device=device)
-            logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
+            enc = {k: v.to(device) for k, v in right_pad([i for i, _ in batch], pad, [lab for _, lab in batch]).items()}
+            labels = enc.pop("labels")
+            logits = model(**enc).logits.float()
             loss = torch.nn.functional.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.shape[-1]),
                 labels[:, 1:].reshape(-1),

@@ -159,8 +159,13 @@ def save_checkpoint(
     out = Path(out)
     if out.exists() and not replace:
         raise UserError(f"output directory '{out}' already exists")
+    use_cache = getattr(model.config, "use_cache", None)
     with atomic_dir(out, replace=replace) as tmp, quiet_hf_progress():
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.config.use_cache = True  # an inference default: training turns the cache off, serving wants it
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+        finally:
+            model.config.use_cache = use_cache
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / HISTORY_FILE, history or [])

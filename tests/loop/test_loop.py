@@ -63,7 +63,11 @@ def test_three_iterations_write_the_expected_tree(tmp_path):
         )
         history = json.loads((d / "prunetune_history.json").read_text())
         assert len(history) == i
-        assert (d / "eval" / "arith.predictions.jsonl").is_file()
+        assert (d / "state" / "eval" / "arith.predictions.jsonl").is_file()
+        # a model directory holds only the model: serving engines load every *.safetensors in it
+        assert sorted(f.name for f in d.glob("*.safetensors")) == ["model.safetensors"]
+        assert {"loop_state.json", "eval.json"} <= {f.name for f in (d / "state").iterdir()}
+        assert json.loads((d / "config.json").read_text())["use_cache"] is True  # an inference default
     assert shapes[1][2] == 3 and shapes[2][1] == 1  # a layer in iteration 2, a KV group in iteration 3
     events = [m["event"] for m in read_jsonl(out / "metrics.jsonl")]
     assert events[0] == "baseline" and events.count("prune") == 3 and events.count("eval") == 3
@@ -95,7 +99,7 @@ def test_resume_after_sigkill(tmp_path, crash):
     out = tmp_path / "run"
     killed = _cli(out, crash=crash)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert (out / "iteration_01" / "loop_state.json").is_file()
+    assert (out / "iteration_01" / "state" / "loop_state.json").is_file()
     assert not (out / "iteration_02").exists()  # the interrupted iteration never appears half-written
     if crash.startswith("save"):
         assert [p for p in out.iterdir() if p.name.startswith(".iteration_02.tmp-")]
@@ -309,11 +313,12 @@ def test_builtin_recovery_and_calibration_data_match_the_arith_task():
 
 
 def test_keep_last_drops_older_weights_but_keeps_their_records(tmp_path):
-    recipe = _recipe(tmp_path, "keep=last", "schedule.kv_groups={}")
+    recipe = _recipe(tmp_path, "keep=last", "schedule.kv_groups={}", "recovery.carry_optimizer=true")
     run(recipe, progress=False)
     out = Path(recipe.output_dir)
     assert not (out / "iteration_01" / "model.safetensors").exists()
-    assert (out / "iteration_01" / "eval.json").is_file() and (
+    assert not list((out / "iteration_01").rglob("*.safetensors"))  # the carried AdamW moments too
+    assert (out / "iteration_01" / "state" / "eval.json").is_file() and (
         out / "iteration_01" / "prunetune_history.json"
     ).is_file()
     AutoModelForCausalLM.from_pretrained(out / "final")
@@ -360,3 +365,22 @@ def test_distill_teacher_in_the_loop(tmp_path, monkeypatch, teacher):
 
 def test_distill_defaults_to_the_dense_teacher():
     assert load_recipe(SMOKE, ["recovery.method=distill"]).recovery.teacher == "dense"
+
+
+def test_a_run_written_before_the_state_folder_resumes(tmp_path):
+    """Old runs kept loop state and AdamW moments beside the weights; resuming moves them into state/."""
+    recipe = _recipe(tmp_path, "iterations=2", "schedule.kv_groups={}", "recovery.carry_optimizer=true")
+    run(load_recipe(SMOKE, [f"output_dir={recipe.output_dir}", *FAST, "iterations=2", "schedule.kv_groups={}",
+                            "recovery.carry_optimizer=true"]), progress=False)
+    out = Path(recipe.output_dir)
+    it1 = out / "iteration_01"
+    for f in list((it1 / "state").iterdir()):  # lay iteration 1 out the old way, drop iteration 2
+        f.rename(it1 / f.name)
+    (it1 / "state").rmdir()
+    import shutil
+
+    shutil.rmtree(out / "iteration_02")
+    summary = run(recipe, progress=False)
+    assert summary["completed_iterations"] == 2
+    assert (it1 / "state" / "optimizer_state.safetensors").is_file()
+    assert sorted(f.name for f in it1.glob("*.safetensors")) == ["model.safetensors"]

@@ -1,6 +1,6 @@
 """Run reports: the per-iteration table and the accuracy-versus-parameters and recovery-loss plots.
 
-Reads only what a run wrote (summary.json, metrics.jsonl, iteration_NN/eval.json), so it can be
+Reads only what a run wrote (summary.json, metrics.jsonl, iteration_NN/state/eval.json), so it can be
 re-drawn at any time with `prunetune report RUN_DIR`, also for a run that is still going.
 """
 
@@ -24,8 +24,10 @@ def _load_run(run: Path) -> dict:
     )
     rows = []
     for d in sorted(run.glob("iteration_[0-9][0-9]")):
-        if (d / "eval.json").is_file():
-            rows.append(json.loads((d / "eval.json").read_text()))
+        for f in (d / "state" / "eval.json", d / "eval.json"):  # the second: runs before state/ existed
+            if f.is_file():
+                rows.append(json.loads(f.read_text()))
+                break
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
     return {"dir": run, "metrics": metrics, "baseline": baseline, "rows": rows, "summary": summary}
 

@@ -1,7 +1,9 @@
 """The run directory: what a loop run writes, how it resumes, and every rank-0 / barrier decision.
 
 Layout: recipe.yaml, log.txt, metrics.jsonl (one line per event), baseline/, iteration_NN/ (a stock
-checkpoint, the cumulative plan history, its evaluation and the loop state), `final` (a link to the
+checkpoint with its cumulative plan history, and nothing else at its top level, so serving engines
+that load every *.safetensors in a model directory load it as written), iteration_NN/state/ (its
+evaluation and predictions, the loop state and the carried AdamW moments), `final` (a link to the
 last accepted iteration), summary.json and the report. Every iteration is written atomically
 (temporary directory, then rename), so a killed run resumes from the last one. Under torchrun every
 rank calls the same methods; only rank 0 writes, and the others wait at the barriers here.
@@ -33,8 +35,12 @@ from prunetune.io import (
 )
 from prunetune.models.shape import ModelShape
 
-STATE_FILE = "loop_state.json"
-OPTIMIZER_FILE = "optimizer_state.safetensors"
+STATE = "state"
+"""Everything of an iteration that is not the model, in a subfolder no model loader reads."""
+STATE_FILE = f"{STATE}/loop_state.json"
+OPTIMIZER_FILE = f"{STATE}/optimizer_state.safetensors"
+EVAL_FILE = f"{STATE}/eval.json"
+_OLD_LAYOUT = ("loop_state.json", "optimizer_state.safetensors", "eval.json", "eval")
 
 
 @dataclass
@@ -84,6 +90,7 @@ class RunDir:
         if dist.is_main():
             self.out.mkdir(parents=True, exist_ok=True)
             clean_stale_temps(self.out)
+            _move_state_of_old_runs(self.out)
             if not saved.is_file():
                 atomic_write_text(saved, self.recipe_text)
             _log_to(self.out / "log.txt")
@@ -130,7 +137,7 @@ class RunDir:
         model, tok = load_model(last, dtype)
         opt = _load_optimizer_state(last / OPTIMIZER_FILE) if (last / OPTIMIZER_FILE).is_file() else None
         self._truncate_metrics(state.completed)
-        metrics = json.loads((last / "eval.json").read_text())["metrics"]
+        metrics = json.loads((last / EVAL_FILE).read_text())["metrics"]
         return state, model, tok, read_history(last), opt, metrics
 
     def restore(self, model_name: str, dtype):
@@ -152,9 +159,10 @@ class RunDir:
                 for f in (tmp / "_model").iterdir():
                     f.rename(tmp / f.name)
                 (tmp / "_model").rmdir()
+                (tmp / STATE).mkdir()
                 if eval_tmp.exists():
-                    shutil.copytree(eval_tmp, tmp / "eval")
-                atomic_write_json(tmp / "eval.json", {"iteration": iteration, **count_params(model), "metrics": metrics})
+                    shutil.copytree(eval_tmp, tmp / STATE / "eval")
+                atomic_write_json(tmp / EVAL_FILE, {"iteration": iteration, **count_params(model), "metrics": metrics})
                 if optimizer_state is not None:
                     _save_optimizer_state(optimizer_state, tmp / OPTIMIZER_FILE)
                 atomic_write_json(tmp / STATE_FILE, asdict(state))
@@ -170,11 +178,11 @@ class RunDir:
         kept = {dirs[-1]} | ({best} if keep == "best" and best else set())
         for d in dirs:
             if d not in kept:
-                for f in d.glob("*.safetensors"):
+                for f in [*d.glob("*.safetensors"), *d.glob(f"{STATE}/*.safetensors")]:
                     f.unlink()
 
     def iteration_metrics(self) -> list[tuple[Path, dict]]:
-        return [(d, json.loads((d / "eval.json").read_text())["metrics"]) for d in self.iteration_dirs()]
+        return [(d, json.loads((d / EVAL_FILE).read_text())["metrics"]) for d in self.iteration_dirs()]
 
     # ---- end ---------------------------------------------------------------------------------
     def finish(self, summary: dict) -> dict:
@@ -183,7 +191,7 @@ class RunDir:
 
         done = self.iteration_dirs()
         if done:
-            ev = json.loads((done[-1] / "eval.json").read_text())
+            ev = json.loads((done[-1] / EVAL_FILE).read_text())
             final = {k: ev[k] for k in ("params", "non_embedding_params", "metrics")}
             final["iteration"] = ev["iteration"]
             from transformers import AutoConfig
@@ -215,6 +223,16 @@ class RunDir:
             path = self.out / "metrics.jsonl"
             kept = [m for m in read_jsonl(path) if m.get("iteration", 0) <= completed]
             atomic_write_text(path, "".join(json.dumps(m) + "\n" for m in kept))
+
+
+def _move_state_of_old_runs(out: Path) -> None:
+    """Runs written before the state/ subfolder kept the loop state beside the weights: move it."""
+    for d in out.glob("iteration_[0-9][0-9]"):
+        if (d / "loop_state.json").is_file():
+            (d / STATE).mkdir(exist_ok=True)
+            for name in _OLD_LAYOUT:
+                if (d / name).exists():
+                    os.replace(d / name, d / STATE / name)
 
 
 def shape_fields(model) -> dict:

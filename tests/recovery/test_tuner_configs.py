@@ -52,3 +52,22 @@ def test_overrides_are_typed_by_the_key_they_set_and_nest():
         resolve_config("cpt", parse_overrides(["max_steps=many"]))
     with pytest.raises(UserError, match="key=value"):
         parse_overrides(["max_steps"])
+
+
+def test_grpo_vllm_rollout_keys_validate_and_reach_trl(monkeypatch):
+    import importlib.util
+
+    cfg = resolve_config("grpo", {})
+    assert cfg.use_vllm is False and cfg.trl_vllm_settings() == {}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(UserError, match=r"use_vllm: .*prunetune\[vllm\]"):
+        resolve_config("grpo", {"use_vllm": True})
+    with pytest.raises(UserError, match="vllm_mode: must be one of colocate, server"):
+        resolve_config("grpo", {"vllm_mode": "remote"})
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
+    settings = resolve_config("grpo", {"use_vllm": True, "vllm_mode": "server", "vllm_server_port": 8123}).trl_vllm_settings()
+    from trl import GRPOConfig
+
+    assert {"use_vllm", "vllm_mode", "vllm_server_port"} <= set(settings)
+    assert all(hasattr(GRPOConfig, k) or k in GRPOConfig.__dataclass_fields__ for k in settings)  # names TRL knows

@@ -20,6 +20,12 @@ def register(sub):
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32")
+    p.add_argument(
+        "--backend",
+        default="hf",
+        choices=["hf", "vllm"],
+        help="generate with transformers (hf) or vLLM (the checkpoint served as written; see README, Serving)",
+    )
     p.add_argument("--lm-eval-tasks", default="", help="comma-separated lm-evaluation-harness task names")
     p.add_argument("--lm-eval-include", default=None, help="directory of custom lm-eval task YAMLs")
     p.add_argument("--out", default=None, help="results JSON (predictions go to <out>.predictions/)")
@@ -48,6 +54,17 @@ def run(args) -> int:
         if getattr(args, flag) <= 0:
             raise UserError(f"--{flag.replace('_', '-')} must be positive")
     check_out(args.out)
+    model_dir = None
+    if args.backend == "vllm":
+        from prunetune.checkpoint import checkpoint_dir
+        from prunetune.tasks.vllm_backend import vllm_python
+
+        vllm_python()
+        model_dir = checkpoint_dir(args.model)
+        if model_dir is None or lm_names:
+            raise UserError(
+                "--backend vllm serves a checkpoint directory (not a model built in code) and runs --tasks only"
+            )
     tasks = build_tasks([n.strip() for n in names], args)
     # read every task's examples before loading the model: bad names, files and lines fail fast
     examples = [t.examples(split=args.split, limit=args.limit, seed=args.seed) for t in tasks]
@@ -75,6 +92,8 @@ def run(args) -> int:
                 out_dir=pred_dir,
                 examples=exs,
                 progress=not args.no_progress,
+                backend=args.backend,
+                model_dir=model_dir,
             )
         )
     if lm_names:

@@ -10,6 +10,7 @@ def register(sub):
 
 def run(args) -> int:
     from prunetune.loop import load_recipe, validate_recipe
+    from prunetune.models.serving import QUANT_GROUP, width_issues
     from prunetune.recovery import resolve_config
     from prunetune.table import format_table
 
@@ -40,8 +41,14 @@ def run(args) -> int:
         "kept",
         "params",
         "GFLOPs/token",
+        "serving",
         "recovery",
     ]
+    tp = recipe.schedule.tensor_parallel
+
+    def serving(sh) -> str:
+        return "!" if width_issues(sh.intermediate_size, sh.num_attention_heads, sh.num_key_value_heads, tp) else "ok"
+
     rows = [
         [
             "dense",
@@ -55,6 +62,7 @@ def run(args) -> int:
             "100.0%",
             f"{dense_all:,}",
             f"{dense_flops / 1e9:.4g}",
+            serving(shape),
             "",
         ]
     ]
@@ -72,6 +80,7 @@ def run(args) -> int:
                 f"{sh.non_embedding_params() / dense_ne:.1%}",
                 f"{sh.params():,}",
                 f"{sh.flops_per_token() / 1e9:.4g}",
+                serving(sh),
                 budget,
             ]
         )
@@ -89,4 +98,11 @@ def run(args) -> int:
         f"final: {final.non_embedding_params() / dense_ne:.1%} of non-embedding parameters, "
         f"{final.params() / dense_all:.1%} of all, {final.flops_per_token() / dense_flops:.1%} of FLOPs/token"
     )
+    issues = width_issues(final.intermediate_size, final.num_attention_heads, final.num_key_value_heads, tp)
+    if issues:
+        print(
+            f"serving: the final shape will not shard over tensor_parallel={tp} or run 4-bit kernels: "
+            + "; ".join(issues)
+            + f" (schedule.round_to={QUANT_GROUP * tp} keeps every MLP width servable)"
+        )
     return 0

@@ -165,11 +165,13 @@ class Loop:
         from prunetune.tasks.evaluate import evaluate
 
         e = self.recipe.evaluation
+        model_dir = self.rundir.save_for_serving(model, tok) if e.backend == "vllm" else None
         results = {}
         for name in e.tasks:
             task = get_task(name, **e.task_options.get(name, {}))
             r = evaluate(model, tok, task, limit=e.limit, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
-                         seed=self.recipe.seed, out_dir=out_dir if dist.is_main() else None, progress=self.progress)
+                         seed=self.recipe.seed, out_dir=out_dir if dist.is_main() else None, progress=self.progress,
+                         backend=e.backend, model_dir=model_dir)
             results[name] = r["metrics"]
         return results
 

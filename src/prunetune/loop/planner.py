@@ -210,6 +210,13 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
             raise UserError("recovery.global_schedule needs recovery.config.max_steps (steps per iteration)")
     if not recipe.evaluation.tasks:
         raise UserError("evaluation.tasks: give at least one task")
+    if recipe.evaluation.backend == "vllm":
+        from prunetune.tasks.vllm_backend import vllm_python
+
+        try:
+            vllm_python()
+        except UserError as e:
+            raise UserError(f"evaluation.backend: {e}") from None
     for name in recipe.evaluation.tasks:
         get_task(name, **recipe.evaluation.task_options.get(name, {}))
     if r.method == "grpo":

@@ -113,6 +113,9 @@ class EvalConfig:
     """Prompts generated together."""
     after_prune: bool = False
     """Also evaluate right after each cut, before recovery (shows the damage recovery has to undo)."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """Generation backend: hf (transformers' generate, in process) | vllm (the model saved and served by
+    vLLM in its own process; PRUNETUNE_VLLM_PYTHON names a Python that has vLLM)."""
     task_options: dict[str, dict] = field(default_factory=dict)
     """Per-task constructor options, e.g. {gsm8k: {data: data/gsm8k.jsonl}}."""
 

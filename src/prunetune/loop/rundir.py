@@ -80,7 +80,7 @@ class RunDir:
                     f"output_dir '{self.out}' is not empty and holds no prunetune run; use another or --restart"
                 )
             else:
-                old, new = yaml.safe_load(saved.read_text()), yaml.safe_load(self.recipe_text)
+                old, new = _as_current(yaml.safe_load(saved.read_text()), self.out), yaml.safe_load(self.recipe_text)
                 if old != new:
                     raise UserError(
                         f"output_dir '{self.out}' holds a run of a different recipe (differs at "
@@ -101,6 +101,14 @@ class RunDir:
         path = self.out / ".work" / name
         if clear and dist.is_main():
             shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    def save_for_serving(self, model, tok) -> Path:
+        """The model as it is now, written to .work/served (for the vllm evaluation backend)."""
+        path = self.work("served")
+        if dist.is_main():
+            save_checkpoint(model, tok, path, replace=True)
+        dist.barrier()
         return path
 
     def metric(self, record: dict) -> None:
@@ -243,6 +251,20 @@ def shape_fields(model) -> dict:
         "num_attention_heads": s.num_attention_heads,
         "num_hidden_layers": s.num_hidden_layers,
     }
+
+
+def _as_current(saved, out: Path) -> dict:
+    """A saved recipe read with today's schema, so keys added since (at their defaults) compare equal."""
+    from prunetune.config import build
+    from prunetune.loop.recipe import Recipe
+
+    try:
+        return build(Recipe, saved).to_dict()
+    except UserError as e:
+        raise UserError(
+            f"output_dir '{out}' holds a run whose recipe this version cannot read ({e}); "
+            "use another output_dir or --restart"
+        ) from None
 
 
 def _first_difference(a, b, prefix: str = "") -> str:

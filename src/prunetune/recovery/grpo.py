@@ -9,8 +9,10 @@ trl would otherwise reload it from `config._name_or_path`, i.e. the model before
 from __future__ import annotations
 
 import copy
+import importlib.util
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from prunetune.config import bounded
 from prunetune.errors import UserError
@@ -49,12 +51,39 @@ class GRPORecoveryConfig(CommonConfig):
     """trl loss_type: grpo | dr_grpo | dapo | bnpo ..."""
     scale_rewards: str = "group"
     """trl scale_rewards: group | batch | none."""
+    use_vllm: bool = False
+    """Generate the rollouts with vLLM through TRL (the paper's setup): needs vLLM importable in this Python."""
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    """colocate: vLLM in the training process, sharing the GPU | server: a `trl vllm-serve` process."""
+    vllm_server_base_url: str | None = None
+    """server mode: the server's URL (else vllm_server_host and vllm_server_port)."""
+    vllm_server_host: str = "0.0.0.0"
+    """server mode: the server's host."""
+    vllm_server_port: int = bounded(8000, ge=1, le=65535)
+    """server mode: the server's port."""
+    vllm_gpu_memory_utilization: float = bounded(0.3, gt=0.0, le=1.0)
+    """colocate mode: the share of GPU memory vLLM may take."""
+    vllm_tensor_parallel_size: int = bounded(1, ge=1)
+    """colocate mode: GPUs one vLLM engine spans."""
 
     def __post_init__(self):
         super().__post_init__()
         for key, off in (("max_tokens", None), ("gradient_checkpointing", False), ("lora", None)):
             if getattr(self, key) != off:
                 raise UserError(f"grpo does not support config key '{key}'")
+        if self.use_vllm and importlib.util.find_spec("vllm") is None:
+            raise UserError(
+                "use_vllm: TRL runs vLLM in this Python (colocate) or talks to `trl vllm-serve` with vLLM's "
+                "client (server), and vLLM is not installed here: pip install 'prunetune[vllm]' (GPU)"
+            )
+
+    def trl_vllm_settings(self) -> dict:
+        """The GRPOConfig keys for TRL's vLLM rollouts (none when use_vllm is off)."""
+        if not self.use_vllm:
+            return {}
+        keys = ("use_vllm", "vllm_mode", "vllm_server_base_url", "vllm_server_host", "vllm_server_port",
+                "vllm_gpu_memory_utilization", "vllm_tensor_parallel_size")
+        return {k: getattr(self, k) for k in keys}
 
 
 def _trainer_cls():
@@ -95,6 +124,7 @@ def train(model, tokenizer, records: list[dict], cfg: GRPORecoveryConfig, ctx: C
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
         log_completions=False,
+        **cfg.trl_vllm_settings(),
         include_num_input_tokens_seen="no",  # GRPOTrainer counts prompt + completion tokens itself
     )
     if cfg.max_steps:

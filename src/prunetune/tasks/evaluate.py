@@ -54,8 +54,13 @@ def evaluate(
     out_dir: str | Path | None = None,
     progress: bool = True,
     examples=None,
+    backend: str = "hf",
+    model_dir: str | Path | None = None,
 ) -> dict:
-    """Evaluate `model` on `task`; returns {"task", "n", "metrics", "predictions"} (see module doc)."""
+    """Evaluate `model` on `task`; returns {"task", "n", "metrics", "predictions"} (see module doc).
+
+    `backend` "vllm" generates with vLLM from `model_dir`, where `model` is saved (tasks/vllm_backend.py).
+    """
     from prunetune.tasks import get_task
 
     if isinstance(task, str):
@@ -85,6 +90,8 @@ def evaluate(
         stop=task.stop,
         seed=seed,
         progress=progress,
+        backend=backend,
+        model_dir=str(model_dir) if model_dir is not None else None,
     )
     metrics, records = score_completions(task, flat_examples, [g.text for g in gens], gens=gens, prompts=flat_prompts)
     pred_path = write_predictions(out_dir, task.name, records)

@@ -90,11 +90,25 @@ def generate(
     stop: list[str] | None = None,
     seed: int = 0,
     progress: bool = False,
+    backend: str = "hf",
+    model_dir: str | None = None,
 ) -> list[Generation]:
-    """Complete every prompt (already templated) and return results in the order of `prompts`."""
+    """Complete every prompt (already templated) and return results in the order of `prompts`.
+
+    backend "vllm" generates with vLLM from `model_dir` (the same model, saved) in another process;
+    the settings mean the same (greedy unless do_sample; stop strings cut; truncated = out of budget).
+    """
     if not prompts:
         return []
     assert batch_size > 0 and max_new_tokens > 0
+    if backend == "vllm":
+        from prunetune.tasks import vllm_backend
+
+        assert model_dir is not None, "the vllm backend generates from a checkpoint directory"
+        outs = vllm_backend.generate(model_dir, prompts, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                     temperature=temperature, top_p=top_p, stop=stop, seed=seed,
+                                     dtype=str(next(model.parameters()).dtype).replace("torch.", ""))
+        return [Generation(o["text"], o["num_tokens"], o["finish_reason"] == "length") for o in outs]
     torch.manual_seed(seed)
     gen_cfg = generation_config(
         model,

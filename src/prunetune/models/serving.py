@@ -1,0 +1,71 @@
+"""What serving engines need of a checkpoint beyond what transformers needs: rewrites and width rules.
+
+vLLM's Qwen2 attention derives head_dim as hidden_size / num_attention_heads and ignores the config's
+explicit `head_dim`, so a Qwen2 whose KV groups were pruned (fewer heads of the same head_dim) fails to
+load there. The same model is exactly a Llama with biases on q/k/v and a zero bias on o_proj (same
+RMSNorm, rotary embedding, SiLU MLP and attention), and vLLM's Llama honours head_dim: such a Qwen2 is
+written as LlamaForCausalLM (logits identical; tested), unless it uses sliding windows, which Llama
+cannot express (then it is written as is, with a warning).
+
+Width rules: tensor-parallel engines split attention heads and the MLP width across ranks, and 4-bit
+kernels (Marlin / GPTQ / AWQ in vLLM) need each rank's slice of the MLP width to be a multiple of 128
+("input_size_per_partition = ... is not divisible by 128" is what users of other pruners hit).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+log = logging.getLogger("prunetune.models")
+
+QUANT_GROUP = 128
+"""The group size of 4-bit kernels: each tensor-parallel rank's MLP slice must be a multiple of it."""
+
+
+def serving_rewrite(model) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """(config.json fields to change, tensors to add) so that serving engines load `model`, or None."""
+    c = model.config
+    if c.model_type != "qwen2":
+        return None
+    head_dim = getattr(c, "head_dim", None)
+    if head_dim is None or head_dim == c.hidden_size // c.num_attention_heads:
+        return None
+    if getattr(c, "use_sliding_window", False):
+        log.warning(
+            "this Qwen2 has pruned heads and uses sliding windows: vLLM's Qwen2 cannot load it (it ignores "
+            "head_dim) and a Llama cannot express the windows; it is written as Qwen2"
+        )
+        return None
+    layers = model.model.layers
+    extra = {
+        f"model.layers.{i}.self_attn.o_proj.bias": torch.zeros(
+            c.hidden_size, dtype=layer.self_attn.o_proj.weight.dtype
+        )
+        for i, layer in enumerate(layers)
+    }
+    fields = {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "attention_bias": True,
+        "mlp_bias": False,
+        "head_dim": head_dim,
+    }
+    return fields, extra
+
+
+def width_issues(intermediate_size: int, num_attention_heads: int, num_key_value_heads: int,
+                 tensor_parallel: int = 1) -> list[str]:
+    """Why a shape would not shard over `tensor_parallel` ranks or run 4-bit kernels (empty: it would)."""
+    tp, out = tensor_parallel, []
+    if num_attention_heads % tp or num_key_value_heads % tp:
+        out.append(f"heads {num_attention_heads}/{num_key_value_heads} do not split over {tp} ranks")
+    if intermediate_size % tp:
+        out.append(f"MLP width {intermediate_size} does not split over {tp} ranks")
+    elif (intermediate_size // tp) % QUANT_GROUP:
+        out.append(
+            f"MLP width {intermediate_size} / {tp} rank(s) = {intermediate_size // tp} is not a multiple of "
+            f"{QUANT_GROUP} (4-bit kernels)"
+        )
+    return out

@@ -1,0 +1,34 @@
+"""The vllm backend without vLLM: a one-line error naming what to install, before any weight loads."""
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.fixture
+def no_vllm(monkeypatch):
+    import importlib.util
+
+    monkeypatch.delenv("PRUNETUNE_VLLM_PYTHON", raising=False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+
+
+def test_recipe_backend_vllm_without_vllm_is_one_line(no_vllm, capsys, tmp_path):
+    assert run_cli("validate", "smoke", "evaluation.backend=vllm") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "evaluation.backend" in err[0] and "prunetune[vllm]" in err[0], err
+    assert run_cli("run", "smoke", "evaluation.backend=vllm", f"output_dir={tmp_path / 'run'}") == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_backend_vllm_without_vllm_is_one_line(no_vllm, capsys, tmp_path):
+    assert run_cli("eval", "reference", "--tasks", "arith", "--backend", "vllm") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "prunetune[vllm]" in err[0] and "PRUNETUNE_VLLM_PYTHON" in err[0], err
+
+
+def test_a_named_vllm_python_must_exist(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("PRUNETUNE_VLLM_PYTHON", str(tmp_path / "nope"))
+    assert run_cli("eval", "reference", "--tasks", "arith", "--backend", "vllm") == 2
+    assert "PRUNETUNE_VLLM_PYTHON" in capsys.readouterr().err

@@ -93,16 +93,16 @@ def run(args) -> int:
         )
     )
     print(format_table(head, rows, align="r" * len(head)))
-    final = shapes[-1]
-    print(
-        f"final: {final.non_embedding_params() / dense_ne:.1%} of non-embedding parameters, "
-        f"{final.params() / dense_all:.1%} of all, {final.flops_per_token() / dense_flops:.1%} of FLOPs/token"
-    )
-    issues = width_issues(final.intermediate_size, final.num_attention_heads, final.num_key_value_heads, tp)
+    issues = width_issues(shapes[-1].intermediate_size, shapes[-1].num_attention_heads, shapes[-1].num_key_value_heads, tp)
     if issues:
         print(
             f"serving: the final shape will not shard over tensor_parallel={tp} or run 4-bit kernels: "
             + "; ".join(issues)
             + f" (schedule.round_to={QUANT_GROUP * tp} keeps every MLP width servable)"
         )
+    final = shapes[-1]
+    print(
+        f"final: {final.non_embedding_params() / dense_ne:.1%} of non-embedding parameters, "
+        f"{final.params() / dense_all:.1%} of all, {final.flops_per_token() / dense_flops:.1%} of FLOPs/token"
+    )
     return 0

@@ -110,6 +110,12 @@ def model_type(path: Path) -> str:
     if not isinstance(cfg, dict):
         raise UserError(f"'{path}/config.json' must hold a JSON object")
     get_adapter(type("C", (), {"model_type": cfg.get("model_type")})())
+    pickles = [f.name for f in Path(path).iterdir() if f.suffix in (".bin", ".pt", ".pth", ".pkl")]
+    if pickles and not any(Path(path).glob("*.safetensors")):
+        raise UserError(
+            f"'{path}' holds pickle weights ({pickles[0]}), which can run code when loaded; prunetune reads "
+            "safetensors only: convert them once where you trust the file (save_pretrained writes safetensors)"
+        )
     return cfg["model_type"]
 
 
@@ -162,6 +168,8 @@ def save_checkpoint(
     from prunetune.models.serving import serving_rewrite
 
     use_cache = getattr(model.config, "use_cache", None)
+    if getattr(model.config, "auto_map", None):  # custom code is never copied, so do not point at it
+        del model.config.auto_map
     rewrite = serving_rewrite(model)
     with atomic_dir(out, replace=replace) as tmp, quiet_hf_progress():
         model.config.use_cache = True  # an inference default: training turns the cache off, serving wants it

@@ -46,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"prunetune: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        from prunetune.io import WRITE_ERRNOS
+
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        where = f" '{e.filename}'" if e.filename else ""
+        print(f"prunetune: error: cannot write{where}: {e.strerror} (nothing was kept)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("prunetune: interrupted", file=sys.stderr)
         return 130

@@ -39,18 +39,33 @@ def load_records(source: str | os.PathLike) -> list[dict]:
             ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
         records = [dict(r) for r in ds]
     elif p.suffix == ".parquet":
-        import datasets
+        import pyarrow.parquet as pq
 
-        records = [dict(r) for r in datasets.Dataset.from_parquet(str(p))]
-    elif p.suffix == ".json":
         try:
-            obj = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise UserError(f"{source}: not valid JSON ({e.msg} at line {e.lineno})") from None
-        records = obj if isinstance(obj, list) else obj.get("data", [])
-    elif p.suffix == ".txt":
-        records = [{"text": line} for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+            records = pq.read_table(str(p)).to_pylist()
+        except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds for one cause: a bad file
+            raise UserError(f"{source}: not a readable parquet file ({type(e).__name__})") from None
     else:
+        records = _read_text_records(p, source)
+    if not records:
+        raise UserError(f"data file '{source}' is empty")
+    return records
+
+
+def _read_text_records(p: Path, source) -> list[dict]:
+    """JSON (a list, or {"data": [...]}), plain text (a record per line) or JSONL (an object per line)."""
+    try:
+        if p.suffix == ".json":
+            try:
+                obj = json.loads(p.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{source}: not valid JSON ({e.msg} at line {e.lineno})") from None
+            records = obj if isinstance(obj, list) else obj.get("data", []) if isinstance(obj, dict) else None
+            if records is None or not all(isinstance(r, dict) for r in records):
+                raise UserError(f"{source}: expected a list of JSON objects (or {{\"data\": [...]}})")
+            return records
+        if p.suffix == ".txt":
+            return [{"text": line} for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
         records = []
         with open(p, encoding="utf-8") as f:
             for i, line in enumerate(f, 1):
@@ -63,9 +78,11 @@ def load_records(source: str | os.PathLike) -> list[dict]:
                 if not isinstance(rec, dict):
                     raise UserError(f"{source}:{i}: expected a JSON object per line")
                 records.append(rec)
-    if not records:
-        raise UserError(f"data file '{source}' is empty")
-    return records
+        return records
+    except UnicodeDecodeError as e:
+        raise UserError(f"{source}: not UTF-8 text (byte {e.start})") from None
+    except IsADirectoryError:
+        raise UserError(f"{source}: is a directory, not a data file") from None
 
 
 def is_registered(source: str | None) -> bool:

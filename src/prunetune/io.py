@@ -3,12 +3,41 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from prunetune.errors import UserError
+
+NAME_MAX = 255
+"""Longest file name (bytes) most Linux file systems take; longer ones fail only when written."""
+
+
+def check_output_path(path: str | os.PathLike, flag: str, *, may_exist: bool = False) -> Path:
+    """Fail now, naming `flag`, if `path` could not be written later: an existing target (unless
+    `may_exist`), a name too long, a parent that is a file, or a place this process may not write."""
+    p = Path(path)
+    if p.exists() and not may_exist:
+        raise UserError(f"{flag} '{path}' already exists")
+    for part in p.parts:
+        if len(part.encode()) > NAME_MAX - 20:  # room for the .NAME.tmp-XXXXXXXX staging name
+            raise UserError(f"{flag}: a name in '{str(path)[:60]}...' is too long ({len(part.encode())} bytes)")
+    parent = p.parent if not p.exists() else p
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{flag} '{path}': '{parent}' is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} '{path}': cannot write in '{parent}' (permission denied)")
+    return p
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTDIR}
+"""OS errors at write time that are the machine's state, not a bug: reported as one line naming the path."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -44,6 +73,11 @@ def atomic_dir(final: str | os.PathLike, *, replace: bool = False) -> Iterator[P
         else:
             os.rename(tmp, final)
         _fsync_dir(final.parent)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno in WRITE_ERRNOS:  # the machine's state, named by the path the user gave
+            raise UserError(f"cannot write '{final}': {e.strerror} (nothing was kept)") from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -55,7 +89,7 @@ def clean_stale_temps(parent: str | os.PathLike) -> None:
     if not parent.is_dir():
         return
     for p in parent.iterdir():
-        if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name):
+        if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name or p.name == ".final.tmp"):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:

@@ -34,17 +34,18 @@ def import_gguf(spec: str, out: str | Path, dtype: str = "float32") -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from prunetune.checkpoint import parse_dtype, save_checkpoint
+    from prunetune.io import check_output_path
 
     path = resolve_gguf(spec)
-    if Path(out).exists():
-        raise UserError(f"output directory '{out}' already exists")
+    check_output_path(out, "--out")
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(path.parent), gguf_file=path.name, dtype=parse_dtype(dtype)
         )
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise UserError(f"cannot read GGUF '{path}': {str(e).splitlines()[0]}") from None
+    except Exception as e:  # noqa: BLE001 - the gguf reader fails in many ways on one cause: not a GGUF we read
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot read GGUF '{path}': {first}") from None
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

@@ -151,12 +151,10 @@ def build(
 
     from prunetune.checkpoint import count_params, save_checkpoint
     from prunetune.errors import UserError
-    from prunetune.io import atomic_write_text
+    from prunetune.io import atomic_write_text, check_output_path
     from prunetune.recovery.schedule import make_optimizer
 
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        raise UserError(f"output directory '{out_dir}' already exists")
+    out_dir = check_output_path(out_dir, "--out")
     if steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
     t0 = time.time()

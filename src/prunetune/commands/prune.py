@@ -50,7 +50,6 @@ def _layer_ids(text: str | None) -> list[int]:
 
 
 def run(args) -> int:
-    from pathlib import Path
 
     from prunetune.checkpoint import (
         count_params,
@@ -63,24 +62,29 @@ def run(args) -> int:
     from prunetune.config import parse_overrides
     from prunetune.data import check_source
     from prunetune.errors import UserError
+    from prunetune.io import check_output_path
     from prunetune.models.shape import ModelShape
     from prunetune.pruning.importance.calibration import calibration_inputs
     from prunetune.pruning.plan import Constraints
     from prunetune.pruning.prune import StepSpec, check_spec, prune_step
     from prunetune.pruning.select import mlp_count
 
-    if Path(args.out).exists():
-        raise UserError(f"--out '{args.out}' already exists")
+    check_output_path(args.out, "--out")
     layer_ids = _layer_ids(args.layer_ids)
     src = resolve_model_path(args.model)
-    for flag in ("round_to", "tensor_parallel", "calibration_samples"):
-        if getattr(args, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    for flag, low in (("round_to", 1), ("tensor_parallel", 1), ("calibration_samples", 1), ("max_length", 2)):
+        if getattr(args, flag) < low:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least {low}, got {getattr(args, flag)}")
     if args.kv_groups < 0 or args.layers < 0:
         raise UserError("--kv-groups and --layers must be >= 0")
     check_source(args.calibration, "--calibration")
     if args.general:
         check_source(args.general, "--general")
+    from prunetune.data import calibration_texts
+
+    calibration_texts(args.calibration, field=args.text_field, limit=args.calibration_samples)  # readable?
+    if args.general:
+        calibration_texts(args.general, field=args.text_field, limit=args.calibration_samples)
     options = parse_overrides(args.importance_option)
     check_spec(
         StepSpec(

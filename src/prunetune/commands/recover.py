@@ -110,11 +110,10 @@ def execute(args):
 
     from prunetune.checkpoint import load_model, resolve_model_path
     from prunetune.errors import UserError
+    from prunetune.io import check_output_path
     from prunetune.recovery import recover, resolve_config
 
-    out = Path(args.out)
-    if out.exists():
-        raise UserError(f"--out '{args.out}' already exists")
+    out = check_output_path(args.out, "--out")
     overrides = parse_overrides(args.overrides)
     resolve_config(args.method, overrides)  # unknown method / key fails before any loading
     if args.teacher and args.method != "distill":
@@ -124,9 +123,11 @@ def execute(args):
     src = resolve_model_path(args.model)
     _check_task(args)
     if args.data and args.method != "grpo":
-        from prunetune.data import check_source
+        from prunetune.data import check_source, is_registered, load_records
 
         check_source(args.data, "--data")
+        if not is_registered(args.data):
+            load_records(args.data)  # readable, before any weight loads (cached for the real read)
     model, tok = load_model(src, args.dtype)
     records, reward_funcs = _records(args, tok)
     teacher = load_model(args.teacher, args.dtype, with_tokenizer=False)[0] if args.teacher else None

@@ -12,6 +12,7 @@ def register(sub):
 
 def run(args) -> int:
     import json
+    import sys
 
     from prunetune.loop import load_recipe
     from prunetune.loop import run as run_loop
@@ -28,4 +29,7 @@ def run(args) -> int:
         )
     )
     print(f"wrote {recipe.output_dir}/summary.json and {recipe.output_dir}/report.md")
+    if summary.get("stopped_reason"):  # the run did not reach its target: say so to scripts too
+        print(f"prunetune: stopped: {summary['stopped_reason']}", file=sys.stderr)
+        return 1
     return 0

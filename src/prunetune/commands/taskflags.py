@@ -77,8 +77,10 @@ def build_tasks(names: list[str], args) -> list:
 
 
 def check_out(out: str | None) -> None:
-    if out and Path(out).exists():
-        raise UserError(f"--out '{out}' already exists")
+    from prunetune.io import check_output_path
+
+    if out:
+        check_output_path(out, "--out")
 
 
 def predictions_dir(out: str | None) -> Path | None:

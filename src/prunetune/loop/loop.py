@@ -35,54 +35,58 @@ class Loop:
         self.rundir = RunDir(recipe.output_dir, dump_recipe(recipe), restart=restart)
 
     def run(self) -> dict:
-        recipe, rd = self.recipe, self.rundir
+        recipe = self.recipe
         dist.init_if_needed()
-        rd.prepare()
-        log.info("run %s -> %s (%s)", recipe.model, rd.out, "one-shot" if recipe.one_shot else f"{len(self.steps)} iterations")
-        model, tok = load_model(recipe.model, recipe.dtype)
-        baseline = rd.baseline() or rd.save_baseline(
-            model, self._evaluate(model, tok, rd.work("baseline_eval")), rd.work("baseline_eval"), self.dense_shape
-        )
-        resumed = rd.resume(recipe.dtype)
-        if resumed:
-            state, model, tok, history, opt, last_metrics = resumed
-            log.info("resuming after iteration %d", state.completed)
-        else:
-            state, history, opt = LoopState(queue=[s.to_dict() for s in self.steps]), [], None
-            last_metrics = baseline["metrics"]
-        dense_teacher = self._dense_teacher()
-        bar = self._bar(state)
-        while state.queue and state.stopped_reason is None:
-            iteration, step = state.completed + 1, Step(**state.queue[0])
-            teacher = self._teacher(model, dense_teacher)
-            plan, opt = self._prune(model, tok, step, iteration, opt, state)
-            model, opt, steps = self._recover(model, tok, state, teacher, opt, iteration)
-            del teacher
-            metrics = self._evaluate(model, tok, rd.work(f"eval_{iteration:02d}", clear=True))
-            rd.metric({"event": "eval", "iteration": iteration, **shape_fields(model), **count_params(model),
-                       "metrics": metrics, "recovery_steps": state.recovery_steps, "tokens": state.tokens})
-            verdict = self._gate(metrics, baseline["metrics"], last_metrics)
-            if verdict is not None:
-                rd.metric({"event": "gate", "iteration": iteration, "violation": verdict, "step": step.to_dict()})
-                log.info("iteration %d: gate violated (%s)", iteration, verdict)
-                if self._retry_smaller(state, step):
-                    bar.total += 1
-                    model, tok, opt = rd.restore(recipe.model, recipe.dtype)
-                    continue
-                state.stopped_reason = f"gate violated at iteration {iteration}: {verdict}"
-                break
-            state.queue.pop(0)
-            state.completed, state.retries = iteration, 0
-            state.accepted_recovery_steps += steps
-            history = history + [plan.to_dict()]
-            rd.save_iteration(model, tok, iteration, history, metrics, state, opt, rd.work(f"eval_{iteration:02d}"))
-            rd.apply_keep_policy(recipe.keep, self._best_iteration())
-            last_metrics = metrics
-            log.info("iteration %d: %s non-embedding params, %s", iteration,
-                     f"{count_params(model)['non_embedding_params']:,}", _fmt_metrics(metrics))
-            bar.update(1)
-        bar.close()
-        return rd.finish(self._summary(baseline, state))
+        model, tok = load_model(recipe.model, recipe.dtype)  # the last input read before the first write
+        with self.rundir.claimed() as rd:
+            log.info("run %s -> %s (%s)", recipe.model, rd.out, "one-shot" if recipe.one_shot else f"{len(self.steps)} iterations")
+            baseline = rd.baseline() or rd.save_baseline(
+                model, self._evaluate(model, tok, rd.work("baseline_eval")), rd.work("baseline_eval"), self.dense_shape
+            )
+            resumed = rd.resume(recipe.dtype)
+            if resumed:
+                state, model, tok, history, opt, last_metrics = resumed
+                log.info("resuming after iteration %d", state.completed)
+            else:
+                state, history, opt = LoopState(queue=[s.to_dict() for s in self.steps]), [], None
+                last_metrics = baseline["metrics"]
+            dense_teacher = self._dense_teacher()
+            bar = self._bar(state)
+            while state.queue and state.stopped_reason is None:
+                iteration, step = state.completed + 1, Step(**state.queue[0])
+                teacher = self._teacher(model, dense_teacher)
+                plan, opt = self._prune(model, tok, step, iteration, opt, state)
+                model, opt, steps, diverged = self._recover(model, tok, state, teacher, opt, iteration)
+                del teacher
+                if diverged:  # a smaller cut does not cure a learning rate: stop, the last accepted model stays
+                    state.stopped_reason = f"recovery diverged in iteration {iteration}: {diverged}"
+                    rd.metric({"event": "diverged", "iteration": iteration, "reason": diverged})
+                    break
+                metrics = self._evaluate(model, tok, rd.work(f"eval_{iteration:02d}", clear=True))
+                rd.metric({"event": "eval", "iteration": iteration, **shape_fields(model), **count_params(model),
+                           "metrics": metrics, "recovery_steps": state.recovery_steps, "tokens": state.tokens})
+                verdict = self._gate(metrics, baseline["metrics"], last_metrics)
+                if verdict is not None:
+                    rd.metric({"event": "gate", "iteration": iteration, "violation": verdict, "step": step.to_dict()})
+                    log.info("iteration %d: gate violated (%s)", iteration, verdict)
+                    if self._retry_smaller(state, step):
+                        bar.total += 1
+                        model, tok, opt = rd.restore(recipe.model, recipe.dtype)
+                        continue
+                    state.stopped_reason = f"gate violated at iteration {iteration}: {verdict}"
+                    break
+                state.queue.pop(0)
+                state.completed, state.retries = iteration, 0
+                state.accepted_recovery_steps += steps
+                history = history + [plan.to_dict()]
+                rd.save_iteration(model, tok, iteration, history, metrics, state, opt, rd.work(f"eval_{iteration:02d}"))
+                rd.apply_keep_policy(recipe.keep, self._best_iteration())
+                last_metrics = metrics
+                log.info("iteration %d: %s non-embedding params, %s", iteration,
+                         f"{count_params(model)['non_embedding_params']:,}", _fmt_metrics(metrics))
+                bar.update(1)
+            bar.close()
+            return rd.finish(self._summary(baseline, state))
 
     # ---- the steps ---------------------------------------------------------------------------
     def _prune(self, model, tok, step: Step, iteration: int, optimizer_state, state: LoopState):
@@ -110,13 +114,14 @@ class Loop:
         return plan, optimizer_state
 
     def _recover(self, model, tok, state: LoopState, teacher, optimizer_state, iteration: int):
-        """Recover in place; returns (model, optimizer state to carry, optimizer steps taken)."""
+        """Recover in place; returns (model, optimizer state to carry, optimizer steps taken, None), or
+        (model, None, 0, why) when training diverged."""
         from prunetune.data import chunk
-        from prunetune.recovery import GlobalSchedule, recover, resolve_config
+        from prunetune.recovery import Diverged, GlobalSchedule, recover, resolve_config
 
         r, rd = self.recipe.recovery, self.rundir
         if r.method == "none":
-            return model, optimizer_state, 0
+            return model, optimizer_state, 0, None
         mult = self.recipe.iterations if self.recipe.one_shot else 1  # one-shot spends the whole budget at once
         cfg = resolve_config(r.method, r.config)
         if cfg.max_steps is not None:
@@ -135,10 +140,13 @@ class Loop:
             schedule = GlobalSchedule(total_steps=state.accepted_recovery_steps + per * remaining,
                                       start_step=state.accepted_recovery_steps, warmup_ratio=cfg.warmup_ratio,
                                       lr_scheduler_type=cfg.lr_scheduler_type)
-        res = recover(model, tok, r.method, records, cfg, teacher=teacher, reward_funcs=reward_funcs,
-                      work_dir=rd.work(f"iteration_{iteration:02d}"),
-                      optimizer_state=optimizer_state if r.carry_optimizer else None,
-                      schedule=schedule, progress=self.progress)
+        try:
+            res = recover(model, tok, r.method, records, cfg, teacher=teacher, reward_funcs=reward_funcs,
+                          work_dir=rd.work(f"iteration_{iteration:02d}"),
+                          optimizer_state=optimizer_state if r.carry_optimizer else None,
+                          schedule=schedule, progress=self.progress)
+        except Diverged as e:
+            return model, None, 0, str(e)
         state.chunks_used += 1
         state.recovery_steps += res.steps
         state.tokens += res.tokens_seen
@@ -148,7 +156,7 @@ class Loop:
         rd.metric({"event": "recovery_done", "iteration": iteration, "steps": res.steps, "tokens": res.tokens_seen,
                    "world_size": res.info.get("world_size", 1)})
         crash_point(f"recover:{iteration}")
-        return res.model, (res.optimizer_state if r.carry_optimizer else None), res.steps
+        return res.model, (res.optimizer_state if r.carry_optimizer else None), res.steps, None
 
     def _grpo_data(self, tok, size: int, seed: int):
         from prunetune.tasks import get_task, grpo_records, reward_function

@@ -227,13 +227,20 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
         raise UserError(
             f"gate.task '{gate_task}' must be one of evaluation.tasks ({', '.join(recipe.evaluation.tasks)})"
         )
-    if for_run:
+    if for_run:  # everything the run will read, read once now: nothing is written before it all holds
+        from prunetune.data import calibration_texts, chunk
+        from prunetune.io import check_output_path
+
+        check_output_path(recipe.output_dir, "output_dir", may_exist=True)
         resolve_model_path(recipe.model)
-        check_source(recipe.prune.calibration, "prune.calibration")
-        if recipe.prune.general:
-            check_source(recipe.prune.general, "prune.general")
+        p = recipe.prune
+        for key, source in (("prune.calibration", p.calibration), ("prune.general", p.general)):
+            if source:
+                check_source(source, key)
+                calibration_texts(source, field=p.text_field, limit=p.calibration_samples)
         if r.method not in ("none", "grpo"):
             check_source(r.data, "recovery.data")
+            chunk(r.data, 0, 1, seed=recipe.seed)
     shape = shape_of(recipe)
     steps = plan_steps(recipe, shape)
     shapes = validate_steps(shape, steps, constraints_of(recipe))

@@ -173,6 +173,9 @@ def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -
     if not run["baseline"]:
         raise UserError(f"'{run_dir}' has no baseline evaluation yet")
     others = []
+    for c in compare or []:
+        if not (Path(c) / "baseline" / "eval.json").is_file():
+            raise UserError(f"--compare '{c}' is not a prunetune run directory (no baseline/eval.json)")
     candidates = [Path(c) for c in (compare or [])]
     recipe_compare = None
     if (run_dir / "recipe.yaml").is_file():

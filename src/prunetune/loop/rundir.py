@@ -11,11 +11,14 @@ rank calls the same methods; only rank 0 writes, and the others wait at the barr
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,21 +69,23 @@ class RunDir:
         self.recipe_text = recipe_text
         self.restart = restart
         self.t0 = time.time()
+        self._lock = None
 
     # ---- start -------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Claim the directory for this recipe (or resume the same recipe's run) and start the log."""
+        """Claim the directory for this recipe (or resume the same recipe's run), lock it, start the log."""
         saved = self.out / "recipe.yaml"
-        if self.out.exists() and any(self.out.iterdir()):
+        if self.out.exists() and any(not p.name.startswith(".") for p in self.out.iterdir()):
             if self.restart:
-                if dist.is_main():
-                    shutil.rmtree(self.out)
+                pass  # emptied below, once the lock is held
             elif not saved.is_file():
                 raise UserError(
                     f"output_dir '{self.out}' is not empty and holds no prunetune run; use another or --restart"
                 )
             else:
                 old, new = _as_current(yaml.safe_load(saved.read_text()), self.out), yaml.safe_load(self.recipe_text)
+                old.pop("output_dir", None)  # a run directory moved or copied elsewhere resumes there
+                new.pop("output_dir", None)
                 if old != new:
                     raise UserError(
                         f"output_dir '{self.out}' holds a run of a different recipe (differs at "
@@ -89,10 +94,17 @@ class RunDir:
         dist.barrier()
         if dist.is_main():
             self.out.mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+            if self.restart:
+                for p in self.out.iterdir():
+                    if p.name != ".lock":
+                        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
             clean_stale_temps(self.out)
             _move_state_of_old_runs(self.out)
-            if not saved.is_file():
-                atomic_write_text(saved, self.recipe_text)
+            done = self.iteration_dirs()
+            completed = json.loads((done[-1] / STATE_FILE).read_text())["completed"] if done else 0
+            self._truncate_metrics(completed if self.baseline() else -1)
+            atomic_write_text(saved, self.recipe_text)
             _log_to(self.out / "log.txt")
         dist.barrier()
 
@@ -144,7 +156,6 @@ class RunDir:
         state = LoopState(**json.loads((last / STATE_FILE).read_text()))
         model, tok = load_model(last, dtype)
         opt = _load_optimizer_state(last / OPTIMIZER_FILE) if (last / OPTIMIZER_FILE).is_file() else None
-        self._truncate_metrics(state.completed)
         metrics = json.loads((last / EVAL_FILE).read_text())["metrics"]
         return state, model, tok, read_history(last), opt, metrics
 
@@ -226,11 +237,45 @@ class RunDir:
         tmp.replace(link)
 
     def _truncate_metrics(self, completed: int) -> None:
-        """Drop log lines of an iteration that was interrupted (it will run again)."""
-        if dist.is_main():
-            path = self.out / "metrics.jsonl"
+        """Keep the events of what is on disk (baseline: 0, accepted iterations: 1..completed; -1: none).
+
+        Whatever was killed, an interrupted iteration runs again and logs again, so its lines (and a
+        line torn by the kill) go now, not twice into the report.
+        """
+        path = self.out / "metrics.jsonl"
+        if dist.is_main() and path.exists():
             kept = [m for m in read_jsonl(path) if m.get("iteration", 0) <= completed]
             atomic_write_text(path, "".join(json.dumps(m) + "\n" for m in kept))
+
+    def _take_lock(self) -> None:
+        """One run per directory: an flock the kernel drops when the holder dies (no stale lock)."""
+        fd = os.open(self.out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(
+                f"output_dir '{self.out}' is in use by another prunetune run ({holder}); "
+                "wait for it to finish or use another output_dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        self._lock = fd
+
+    @contextlib.contextmanager
+    def claimed(self):
+        """prepare(), then hold the directory's lock until the block ends, however it ends."""
+        self.prepare()
+        try:
+            yield self
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
 def _move_state_of_old_runs(out: Path) -> None:

@@ -14,9 +14,9 @@ from prunetune.config import build, describe
 from prunetune.errors import UserError
 from prunetune.recovery import cpt, distill, grpo, sft  # noqa: F401  (register the tuners)
 from prunetune.recovery.schedule import GlobalSchedule
-from prunetune.recovery.trainer import TUNERS, CommonConfig, Context, RecoveryResult
+from prunetune.recovery.trainer import TUNERS, CommonConfig, Context, Diverged, RecoveryResult
 
-__all__ = ["TUNERS", "GlobalSchedule", "RecoveryResult", "config_keys", "recover", "resolve_config"]
+__all__ = ["TUNERS", "Diverged", "GlobalSchedule", "RecoveryResult", "config_keys", "recover", "resolve_config"]
 
 
 def resolve_config(method: str, config: dict | CommonConfig | None, key: str = "config") -> CommonConfig:

@@ -145,5 +145,6 @@ def train(model, tokenizer, records: list[dict], cfg: GRPORecoveryConfig, ctx: C
         # advantage (the loss cannot tell: on-policy it is ~0 whenever a group's lengths match)
         extra_metrics=("reward", "reward_std", "frac_reward_zero_std", "kl"),
         reward_funcs=list(funcs),
+        check_loss=False,  # GRPO's loss is an advantage-weighted ratio, not a fit: its size means little
         beta=cfg.beta,
     )

@@ -135,17 +135,57 @@ class Context:
     reward_funcs: object = None
 
 
+class Diverged(UserError):
+    """Recovery left the region it started in; the model in memory is garbage, the input on disk untouched."""
+
+    def __init__(self, what: str):
+        super().__init__(f"training diverged: {what} (lower learning_rate); the input model was not saved over")
+
+
 class FiniteLossMixin:
-    """Stops training with a UserError the moment a step's loss is NaN or infinite."""
+    """Stops training the moment a step's loss is NaN or infinite."""
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not torch.isfinite(loss).all():
-            raise UserError(
-                f"training diverged: loss is {loss.float().mean().item()} at step {self.state.global_step + 1} "
-                "(lower learning_rate); the input model was not saved over"
-            )
+            raise Diverged(f"loss is {loss.float().mean().item()} at step {self.state.global_step + 1}")
         return loss
+
+
+class DivergenceCallback(TrainerCallback):
+    """Stops training when it runs away: a non-finite gradient norm, the largest |weight| grown
+    WEIGHT_GROWTH-fold over its start, or (for losses that measure fit) the loss LOSS_GROWTH-fold over
+    its first value. A learning rate of 1e6 drives weights to ~1e6 with a flat loss, so the weights
+    are watched too, not only the loss."""
+
+    WEIGHT_GROWTH = 100.0
+    LOSS_GROWTH = 3.0
+
+    def __init__(self, model, *, check_loss: bool = True):
+        self.model, self.check_loss = model, check_loss
+        self.w0 = self.loss0 = None
+
+    def _max_abs(self) -> float:
+        with torch.no_grad():
+            return max(float(p.detach().abs().max()) for p in self.model.parameters() if p.numel())
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.w0 = max(self._max_abs(), 1e-3)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs, step = logs or {}, state.global_step
+        gn = logs.get("grad_norm")
+        if gn is not None and not math.isfinite(float(gn)):
+            raise Diverged(f"gradient norm is {gn} at step {step}")
+        loss = logs.get("loss")
+        if self.check_loss and loss is not None:
+            if self.loss0 is None:
+                self.loss0 = float(loss)
+            elif float(loss) > self.LOSS_GROWTH * self.loss0 + 1.0:
+                raise Diverged(f"loss {float(loss):.4g} at step {step}, up from {self.loss0:.4g}")
+        w = self._max_abs()
+        if not math.isfinite(w) or w > self.WEIGHT_GROWTH * self.w0:
+            raise Diverged(f"largest |weight| {w:.3g} at step {step}, {w / self.w0:.0f}x its start")
 
 
 class MetricsCallback(TrainerCallback):
@@ -254,6 +294,7 @@ def fit(
     args,
     *,
     extra_metrics=(),
+    check_loss: bool = True,
     **trainer_kwargs,
 ) -> RecoveryResult:
     """Train `model` in place (LoRA merged afterwards) with our AdamW + LambdaLR; returns the result."""
@@ -282,7 +323,7 @@ def fit(
         args=args,
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        callbacks=[cb],
+        callbacks=[cb, DivergenceCallback(train_model, check_loss=check_loss)],
         optimizers=(opt, sched),
         **trainer_kwargs,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -64,14 +65,19 @@ def atomic_dir(final: str | os.PathLike, *, replace: bool = False) -> Iterator[P
         yield tmp
         _fsync_dir(tmp)
         if final.exists():
-            if not replace:
-                raise FileExistsError(f"{final} already exists")
+            if not replace:  # another process wrote it while this one staged: never clobber it
+                raise UserError(f"'{final}' already exists (written meanwhile by another process); nothing was kept")
             trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(final, trash)
             os.rename(tmp, final)
             shutil.rmtree(trash, ignore_errors=True)
         else:
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except OSError as e:
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise UserError(f"'{final}' already exists (written meanwhile by another process); nothing was kept") from None
+                raise
         _fsync_dir(final.parent)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -127,12 +133,13 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL log written by `append_jsonl`, ignoring a torn final line."""
+    """Read a JSONL log written by `append_jsonl`; a torn final line (a kill mid-write) is skipped and
+    logged, a malformed line elsewhere is a UserError naming the file and line."""
     out = []
     path = Path(path)
     if not path.exists():
         return out
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
@@ -140,5 +147,6 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             out.append(json.loads(line))
         except json.JSONDecodeError:
             if i != len(lines) - 1:
-                raise
+                raise UserError(f"{path}:{i + 1}: not a JSON line (the file was edited or corrupted)") from None
+            logging.getLogger("prunetune").warning("%s: skipped a torn last line (a run killed mid-write)", path)
     return out

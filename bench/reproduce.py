@@ -179,6 +179,20 @@ SCHEDULES |= {
         [*CARRY, "schedule.layers={1: 1}", "gate.max_drop=0.05", "gate.on_violation=rollback"],
     ),
 }
+# damage-aware loop (issue 17): the cuts sized by measured damage (at most 8, the last takes the rest)
+# and/or the run's recovery steps allocated by each cut's measured damage, the last getting what is left
+_DAMAGE = ["schedule.shape=damage", "schedule.max_damage=0.05", "recovery.allocation=damage"]
+SCHEDULES |= {
+    "gradual_8_damage": ("gradual_8", "damage-sized cuts, damage-allocated steps", 8, [*CARRY, *_DAMAGE]),
+    "gradual_4_allocated": (
+        "gradual_4",
+        "carry, damage-allocated steps",
+        4,
+        [*CARRY, "recovery.allocation=damage"],
+    ),
+}
+TOTAL_STEPS_SCHEDULES = ("gradual_8_damage", "gradual_4_allocated")
+"""Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""
 EXPERIMENTS = {
     "gradual_vs_oneshot": ["one_shot", "gradual_4_naive", "gradual_4_better", "gradual_4_carry"],
     "layers": ["layers_one_shot", "layers_gradual"],
@@ -251,6 +265,8 @@ def loop_command(
     cmd += [f"evaluation.{k}={v}" for k, v in EVAL.items()]
     if recovery == "distill":  # the grids' teacher; `*_dense_teacher` schedules (the loop's default) override it
         cmd += ["recovery.teacher=previous"]
+    if schedule in TOTAL_STEPS_SCHEDULES:
+        cmd += [f"recovery.total_steps={steps * iterations}"]
     return cmd + extra
 
 

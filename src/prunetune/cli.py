@@ -15,7 +15,7 @@ from prunetune.errors import UserError
 # Each module in prunetune/commands/ exposes register(subparsers); its parser sets `handler`.
 COMMANDS = (
     "ls", "inspect", "prune", "import_gguf", "recover", "eval", "score",
-    "plan", "validate", "run", "report", "reference", "demo",
+    "plan", "validate", "run", "report", "pick", "reference", "demo",
 )
 
 

@@ -124,11 +124,45 @@ def _file_records(path: str) -> tuple:
     return tuple(load_records(path))
 
 
-def chunk(source: str, index: int, size: int, seed: int = 0) -> list[dict]:
-    """Chunk `index` of `source` (a registered name or a file): iteration i trains on chunk i."""
+def take(source: str, start: int, count: int, seed: int = 0) -> list[dict]:
+    """Records start .. start + count of `source` (a registered name or a file, which wraps around):
+    consecutive takes are fresh and disjoint, whatever their sizes."""
     if is_registered(source):
-        return SOURCES.get(source)((index + 1) * size, seed)[index * size :]
-    return take_chunk(list(_file_records(source)), index, size)
+        return SOURCES.get(source)(start + count, seed)[start:]
+    records = list(_file_records(source))
+    n = len(records)
+    return [records[(start + i) % n] for i in range(count)]
+
+
+def chunk(source: str, index: int, size: int, seed: int = 0) -> list[dict]:
+    """Chunk `index` of `size` records of `source`: iteration i trains on chunk i."""
+    return take(source, index * size, size, seed)
+
+
+HELD_OUT_SEED_OFFSET = 50_000
+"""Held-out text (for measuring damage) is yet another draw of a registered source."""
+
+
+def held_out_pairs(source: str, *, field: str = "text", limit: int = 32, seed: int = 0) -> list[tuple[str, str]]:
+    """(prompt, continuation) pairs to measure damage on, apart from the texts scored: another seed of a
+    registered source, or the last `limit` records of a file (calibration takes the first). Damage is the
+    loss on the continuation: a worked solution given its question where the data says which is which
+    (prompt/completion or question/answer fields), else the whole text (prompt "")."""
+    if is_registered(source):
+        records = SOURCES.get(source)(limit, HELD_OUT_SEED_OFFSET + seed)
+    else:
+        records = load_records(source)[-limit:]
+    out = []
+    for r in records:
+        if isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str):
+            out.append((r["prompt"], r["completion"]))
+        elif isinstance(r.get("question"), str) and isinstance(r.get("answer"), str):
+            out.append((f"Question: {r['question']}\nAnswer:", " " + r["answer"]))
+        elif isinstance(r.get(field), str) and r[field].strip():
+            out.append(("", r[field]))
+    if not out:
+        raise UserError(f"'{source}' has no held-out text (field '{field}', or prompt/completion, question/answer)")
+    return out
 
 
 def calibration_texts(source: str | None, *, field: str = "text", limit: int = 64, seed: int = 0) -> list[str]:

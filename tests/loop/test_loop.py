@@ -384,3 +384,57 @@ def test_a_run_written_before_the_state_folder_resumes(tmp_path):
     assert summary["completed_iterations"] == 2
     assert (it1 / "state" / "optimizer_state.safetensors").is_file()
     assert sorted(f.name for f in it1.glob("*.safetensors")) == ["model.safetensors"]
+
+
+def test_damage_sized_cuts_reach_the_target_spend_the_total_and_export_a_family(tmp_path, capsys):
+    from prunetune.loop.planner import final_mlp_width, shape_of
+
+    recipe = _recipe(tmp_path, "iterations=3", "schedule.shape=damage", "schedule.max_damage=1e-4",
+                     "recovery.total_steps=7", "schedule.kv_groups={}", "export.keeps=[0.9, 0.7, 0.5]")
+    summary = run(recipe, progress=False)
+    out = Path(recipe.output_dir)
+    events = read_jsonl(out / "metrics.jsonl")
+    assert summary["final"]["shape"]["intermediate_size"] == final_mlp_width(recipe, shape_of(recipe))
+    assert 1 <= summary["completed_iterations"] <= 3
+    budgets = [m["steps"] for m in events if m["event"] == "budget"]
+    assert sum(budgets) == 7 == summary["recovery_steps"] and min(budgets) >= 1
+    assert any(m["event"] == "damage_plan" for m in events)
+    assert all(m.get("damage") is not None for m in events if m["event"] == "prune")
+    family = summary["family"]
+    assert [f["keep"] for f in family] == [0.9, 0.7, 0.5] and all(f["kept"] <= f["keep"] for f in family)
+    for f in family:
+        AutoModelForCausalLM.from_pretrained(out / f["dir"])  # stock, servable checkpoints
+        assert not list((out / f["dir"]).glob("state/*.safetensors"))
+    assert run_cli("pick", out, "--max-params", summary["baseline"]["params"]) == 0
+    assert "picked: " + str(out / family[-1]["dir"]) in capsys.readouterr().out
+    assert run_cli("pick", out, "--min-accuracy", "1.0") == 1  # a random model meets no bar
+
+
+def test_one_shot_spends_the_whole_total_in_one_recovery(tmp_path):
+    one = run(_recipe(tmp_path / "o", "one_shot=true", "recovery.total_steps=5"), progress=False)
+    assert one["completed_iterations"] == 1 and one["recovery_steps"] == 5
+
+
+def test_damage_options_validate(capsys):
+    assert run_cli("validate", "smoke", "schedule.shape=damage", "schedule.max_damage=0") == 2
+    assert "schedule.max_damage: must be greater than 0" in capsys.readouterr().err
+    assert run_cli("validate", "smoke", "recovery.total_steps=10", "recovery.config={}") == 2
+    assert "recovery.config.max_steps" in capsys.readouterr().err
+    assert run_cli("validate", "smoke", "export.keeps=[1.5]") == 2
+    assert "export.keeps" in capsys.readouterr().err
+    assert run_cli("plan", "smoke", "schedule.shape=damage", "recovery.total_steps=10") == 0
+    assert "~" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_damage_sized_run_resumes_after_sigkill(tmp_path):
+    extra = ["schedule.shape=damage", "recovery.total_steps=5", "schedule.kv_groups={}"]
+    out = tmp_path / "run"
+    killed = _cli(out, *extra, crash="recover:1")
+    assert killed.returncode == -9
+    done = _cli(out, *extra)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recovery_steps"] == 5
+    budgets = [m for m in read_jsonl(out / "metrics.jsonl") if m["event"] == "budget"]
+    assert sum(m["steps"] for m in budgets) == 5  # the killed attempt's lines were dropped

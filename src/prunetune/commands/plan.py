@@ -45,6 +45,8 @@ def run(args) -> int:
         "recovery",
     ]
     tp = recipe.schedule.tensor_parallel
+    if recipe.recovery.total_steps and recipe.recovery.method != "none":
+        budget = f"{recipe.recovery.method}: {recipe.recovery.allocation} share of {recipe.recovery.total_steps} steps"
 
     def serving(sh) -> str:
         return "!" if width_issues(sh.intermediate_size, sh.num_attention_heads, sh.num_key_value_heads, tp) else "ok"
@@ -70,7 +72,7 @@ def run(args) -> int:
         rows.append(
             [
                 str(i),
-                str(st.mlp_neurons),
+                f"~{st.mlp_neurons}" if st.by_damage else str(st.mlp_neurons),
                 str(st.kv_groups),
                 str(st.layers),
                 str(sh.intermediate_size),
@@ -93,6 +95,9 @@ def run(args) -> int:
         )
     )
     print(format_table(head, rows, align="r" * len(head)))
+    if any(st.by_damage for st in steps):
+        print(f"~N: decided as the run goes, the largest cut whose held-out loss rise stays under "
+              f"{recipe.schedule.max_damage} nats/token; the last MLP iteration takes what is left")
     issues = width_issues(shapes[-1].intermediate_size, shapes[-1].num_attention_heads, shapes[-1].num_key_value_heads, tp)
     if issues:
         print(

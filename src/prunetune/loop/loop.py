@@ -13,9 +13,12 @@ from pathlib import Path
 
 from prunetune import dist
 from prunetune.checkpoint import count_params, load_model
+from prunetune.loop import family
+from prunetune.loop.budget import allocate, choose_cut, future_cuts, records_for
 from prunetune.loop.planner import (
     Step,
     constraints_of,
+    final_mlp_width,
     gate_task_name,
     reward_task_name,
     step_spec,
@@ -23,6 +26,8 @@ from prunetune.loop.planner import (
 )
 from prunetune.loop.recipe import Recipe, dump_recipe
 from prunetune.loop.rundir import LoopState, RunDir, crash_point, shape_fields
+from prunetune.models.shape import ModelShape
+from prunetune.pruning.damage import held_out_loss
 
 log = logging.getLogger("prunetune.loop")
 
@@ -33,6 +38,10 @@ class Loop:
         self.progress = progress
         self.dense_shape, self.steps, _ = validate_recipe(recipe, for_run=True)
         self.rundir = RunDir(recipe.output_dir, dump_recipe(recipe), restart=restart)
+        self.damage_mode = any(s.by_damage for s in self.steps)
+        self.measures_damage = self.damage_mode or (recipe.recovery.total_steps is not None and not recipe.one_shot)
+        self.final_width = final_mlp_width(recipe, self.dense_shape) if recipe.target.keep is not None else None
+        self._held_out_batches, self._damage = None, None
 
     def run(self) -> dict:
         recipe = self.recipe
@@ -43,7 +52,7 @@ class Loop:
             baseline = rd.baseline() or rd.save_baseline(
                 model, self._evaluate(model, tok, rd.work("baseline_eval")), rd.work("baseline_eval"), self.dense_shape
             )
-            resumed = rd.resume(recipe.dtype)
+            resumed = rd.resume(recipe.dtype, chunk_size=recipe.recovery.chunk_size)
             if resumed:
                 state, model, tok, history, opt, last_metrics = resumed
                 log.info("resuming after iteration %d", state.completed)
@@ -53,7 +62,10 @@ class Loop:
             dense_teacher = self._dense_teacher()
             bar = self._bar(state)
             while state.queue and state.stopped_reason is None:
-                iteration, step = state.completed + 1, Step(**state.queue[0])
+                iteration, step = state.completed + 1, self._next_step(model, tok, state)
+                if step is None:  # a damage-sized schedule reached its target early: nothing left to cut here
+                    state.queue.pop(0)
+                    continue
                 teacher = self._teacher(model, dense_teacher)
                 plan, opt = self._prune(model, tok, step, iteration, opt, state)
                 model, opt, steps, diverged = self._recover(model, tok, state, teacher, opt, iteration)
@@ -78,8 +90,10 @@ class Loop:
                 state.queue.pop(0)
                 state.completed, state.retries = iteration, 0
                 state.accepted_recovery_steps += steps
+                state.damages += [self._damage] if self._damage is not None else []
                 history = history + [plan.to_dict()]
-                rd.save_iteration(model, tok, iteration, history, metrics, state, opt, rd.work(f"eval_{iteration:02d}"))
+                saved = rd.save_iteration(model, tok, iteration, history, metrics, state, opt, rd.work(f"eval_{iteration:02d}"))
+                family.export(rd.out, saved, recipe.export.keeps)
                 rd.apply_keep_policy(recipe.keep, self._best_iteration())
                 last_metrics = metrics
                 log.info("iteration %d: %s non-embedding params, %s", iteration,
@@ -89,25 +103,72 @@ class Loop:
             return rd.finish(self._summary(baseline, state))
 
     # ---- the steps ---------------------------------------------------------------------------
-    def _prune(self, model, tok, step: Step, iteration: int, optimizer_state, state: LoopState):
-        """Score and cut in place; returns (plan, optimizer state sliced with the cut units)."""
+    def _next_step(self, model, tok, state: LoopState) -> Step | None:
+        """The step at the head of the queue, its MLP amount decided now if it goes by damage (then
+        written back to the queue, so a resume or a rollback's halves use the decided amount)."""
+        from prunetune.pruning.damage import candidate_cuts, mlp_cut_losses
+        from prunetune.pruning.importance import score_mlp
+
+        step = Step(**state.queue[0])
+        if not step.by_damage:
+            return step
+        p, s = self.recipe.prune, self.recipe.schedule
+        remaining = ModelShape.from_config(model.config).intermediate_size - self.final_width
+        last = not any(Step(**q).by_damage for q in state.queue[1:])
+        candidates = ([remaining] if last else candidate_cuts(remaining, s.round_to)) if remaining > 0 else []
+        chosen, damage, losses = 0, 0.0, []
+        if candidates:
+            batches, general = self._calibration(tok, state.completed + 1)
+            scores = score_mlp(model, p.mlp_importance, batches, general_batches=general, seed=self.recipe.seed,
+                               progress=False, options=p.mlp_options)
+            held_out = self._held_out(tok)
+            before = held_out_loss(model, held_out)
+            losses = mlp_cut_losses(model, scores, candidates, held_out)
+            chosen, damage = choose_cut(candidates, losses, before, s.max_damage)
+        step = Step(chosen, step.kv_groups, step.layers)
+        if candidates:
+            self.rundir.metric({"event": "damage_plan", "iteration": state.completed + 1, "remaining": remaining,
+                                "candidates": [{"mlp_neurons": k, "loss": round(v, 5)} for k, v in zip(candidates, losses)],
+                                "chosen": chosen, "expected_damage": round(damage, 5)})
+        state.queue[0] = step.to_dict()
+        return None if not (step.mlp_neurons or step.kv_groups or step.layers) else step
+
+    def _calibration(self, tok, iteration: int):
         from prunetune.pruning.importance import calibration_inputs
-        from prunetune.pruning.prune import prune_step
 
         p = self.recipe.prune
-        batches, general = calibration_inputs(
-            tok, p.calibration, p.general, field=p.text_field, limit=p.calibration_samples,
-            max_length=p.max_length, seed=self.recipe.seed * 1000 + iteration,
-        )
+        return calibration_inputs(tok, p.calibration, p.general, field=p.text_field, limit=p.calibration_samples,
+                                  max_length=p.max_length, seed=self.recipe.seed * 1000 + iteration)
+
+    def _held_out(self, tok) -> list[dict]:
+        """Held-out calibration text for damage: another draw of the calibration source (the file's tail)."""
+        if self._held_out_batches is None:
+            from prunetune.data import held_out_pairs
+            from prunetune.pruning.damage import held_out_batches
+
+            p = self.recipe.prune
+            pairs = held_out_pairs(p.calibration, field=p.text_field, limit=self.recipe.schedule.held_out_samples,
+                                   seed=self.recipe.seed)
+            self._held_out_batches = held_out_batches(tok, pairs, max_length=p.max_length)
+        return self._held_out_batches
+
+    def _prune(self, model, tok, step: Step, iteration: int, optimizer_state, state: LoopState):
+        """Score and cut in place (measuring the cut's damage when the loop spends by it); returns
+        (plan, optimizer state sliced with the cut units)."""
+        from prunetune.pruning.prune import prune_step
+
+        batches, general = self._calibration(tok, iteration)
+        before = held_out_loss(model, self._held_out(tok)) if self.measures_damage else None
         plan, optimizer_state = prune_step(
             model, step_spec(self.recipe, step), batches, general=general, constraints=constraints_of(self.recipe),
             seed=self.recipe.seed, progress=self.progress, optimizer_state=optimizer_state,
         )
         plan.meta["iteration"] = iteration
         dist.check_same_model(model, f"pruning in iteration {iteration}")
+        self._damage = held_out_loss(model, self._held_out(tok)) - before if before is not None else None
         counts = count_params(model)
         self.rundir.metric({"event": "prune", "iteration": iteration, **shape_fields(model), **counts,
-                            "step": step.to_dict(), "attempt": state.retries})
+                            "step": step.to_dict(), "attempt": state.retries, "damage": self._damage})
         if self.recipe.evaluation.after_prune:
             pm = self._evaluate(model, tok, None)
             self.rundir.metric({"event": "eval_after_prune", "iteration": iteration, **counts, "metrics": pm})
@@ -116,30 +177,26 @@ class Loop:
     def _recover(self, model, tok, state: LoopState, teacher, optimizer_state, iteration: int):
         """Recover in place; returns (model, optimizer state to carry, optimizer steps taken, None), or
         (model, None, 0, why) when training diverged."""
-        from prunetune.data import chunk
-        from prunetune.recovery import Diverged, GlobalSchedule, recover, resolve_config
+        from prunetune.data import take
+        from prunetune.recovery import Diverged, GlobalSchedule, recover
 
         r, rd = self.recipe.recovery, self.rundir
         if r.method == "none":
             return model, optimizer_state, 0, None
-        mult = self.recipe.iterations if self.recipe.one_shot else 1  # one-shot spends the whole budget at once
-        cfg = resolve_config(r.method, r.config)
-        if cfg.max_steps is not None:
-            cfg.max_steps *= mult
-        if cfg.max_tokens is not None:
-            cfg.max_tokens *= mult
-        size, seed = r.chunk_size * mult, self.recipe.seed
+        cfg, size = self._budget(model, state, iteration)
+        seed = self.recipe.seed
         reward_funcs = None
         if r.method == "grpo":
             records, reward_funcs = self._grpo_data(tok, size, seed * 1000 + state.chunks_used + 1)
         else:
-            records = chunk(r.data, state.chunks_used, size, seed=seed)
+            records = take(r.data, state.records_used, size, seed=seed)
         schedule = None
         if r.global_schedule:
             per, remaining = cfg.max_steps, len(state.queue)  # `remaining` includes this iteration
-            schedule = GlobalSchedule(total_steps=state.accepted_recovery_steps + per * remaining,
-                                      start_step=state.accepted_recovery_steps, warmup_ratio=cfg.warmup_ratio,
-                                      lr_scheduler_type=cfg.lr_scheduler_type)
+            total = r.total_steps or state.accepted_recovery_steps + per * remaining
+            schedule = GlobalSchedule(total_steps=total, start_step=state.accepted_recovery_steps,
+                                      warmup_ratio=cfg.warmup_ratio, lr_scheduler_type=cfg.lr_scheduler_type,
+                                      decay_ratio=cfg.decay_ratio)
         try:
             res = recover(model, tok, r.method, records, cfg, teacher=teacher, reward_funcs=reward_funcs,
                           work_dir=rd.work(f"iteration_{iteration:02d}"),
@@ -148,6 +205,7 @@ class Loop:
         except Diverged as e:
             return model, None, 0, str(e)
         state.chunks_used += 1
+        state.records_used += size
         state.recovery_steps += res.steps
         state.tokens += res.tokens_seen
         for m in res.metrics:
@@ -157,6 +215,33 @@ class Loop:
                    "world_size": res.info.get("world_size", 1)})
         crash_point(f"recover:{iteration}")
         return res.model, (res.optimizer_state if r.carry_optimizer else None), res.steps, None
+
+    def _budget(self, model, state: LoopState, iteration: int):
+        """(the tuner's config with this iteration's steps, records to take): the per-iteration budget, the
+        whole budget for one-shot, or with recovery.total_steps a share of what is left (loop/budget.py)."""
+        from prunetune.recovery import resolve_config
+
+        r = self.recipe.recovery
+        cfg = resolve_config(r.method, r.config)
+        if r.total_steps is None:
+            mult = self.recipe.iterations if self.recipe.one_shot else 1  # one-shot spends the whole budget at once
+            cfg.max_steps = cfg.max_steps * mult if cfg.max_steps is not None else None
+            cfg.max_tokens = cfg.max_tokens * mult if cfg.max_tokens is not None else None
+            return cfg, r.chunk_size * mult
+        rest = [Step(**q) for q in state.queue[1:]]
+        n_future = len(rest)
+        if self.damage_mode:
+            remaining = ModelShape.from_config(model.config).intermediate_size - self.final_width
+            cut = Step(**state.queue[0]).mlp_neurons
+            structural = sum(1 for s in rest if s.kv_groups or s.layers)
+            n_future = max(structural, future_cuts(remaining, cut, sum(s.by_damage for s in rest)))
+        steps = allocate(r.total_steps, state.recovery_steps, self._damage or 0.0, state.damages, n_future,
+                         r.allocation)
+        self.rundir.metric({"event": "budget", "iteration": iteration, "steps": steps, "damage": self._damage,
+                            "left_before": r.total_steps - state.recovery_steps, "future_cuts": n_future})
+        size = records_for(steps, r.chunk_size, cfg.max_steps)
+        cfg.max_steps = steps
+        return cfg, size
 
     def _grpo_data(self, tok, size: int, seed: int):
         from prunetune.tasks import get_task, grpo_records, reward_function

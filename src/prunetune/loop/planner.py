@@ -28,6 +28,9 @@ class Step:
     mlp_neurons: int = 0
     kv_groups: int = 0
     layers: int = 0
+    by_damage: bool = False
+    """The MLP amount is decided when the step runs, by measured damage (schedule.shape: damage);
+    `mlp_neurons` is then the plan's equal-split estimate, used for validation and display."""
 
     def halves(self, round_to: int = 1) -> tuple[Step, Step] | None:
         """Split into two smaller steps with the same total (for the adaptive gate), or None if atomic.
@@ -86,14 +89,22 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
         for i in mlp_iters:
             steps[i - 1].mlp_neurons = s.mlp_neurons_per_iteration
     elif recipe.target.keep is not None and mlp_iters:
-        base = shape.after(kv_groups_removed=kv_total, layers_removed=layers_total)
-        final_width = _width_for_target(shape, base, recipe.target.keep, s.round_to)
-        widths = _widths(shape.intermediate_size, final_width, len(mlp_iters), s.shape, s.round_to)
+        final_width = final_mlp_width(recipe, shape)
+        spread = "equal" if s.shape == "damage" else s.shape
+        widths = _widths(shape.intermediate_size, final_width, len(mlp_iters), spread, s.round_to)
         for i, (w0, w1) in zip(mlp_iters, zip(widths, widths[1:])):
             steps[i - 1].mlp_neurons = w0 - w1
+            steps[i - 1].by_damage = s.shape == "damage" and not recipe.one_shot
     if recipe.one_shot:
         steps = [Step(sum(x.mlp_neurons for x in steps), kv_total, layers_total)]
     return steps
+
+
+def final_mlp_width(recipe: Recipe, shape: ModelShape) -> int:
+    """The MLP width the run ends at (target.keep after the planned KV-group and layer cuts)."""
+    s = recipe.schedule
+    base = shape.after(kv_groups_removed=sum(s.kv_groups.values()), layers_removed=sum(s.layers.values()))
+    return _width_for_target(shape, base, recipe.target.keep, s.round_to)
 
 
 def _width_for_target(dense: ModelShape, base: ModelShape, keep: float, round_to: int) -> int:
@@ -206,8 +217,13 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
     r = recipe.recovery
     if r.method != "none":
         cfg = resolve_config(r.method, r.config, "recovery.config")
-        if r.global_schedule and cfg.max_steps is None:
-            raise UserError("recovery.global_schedule needs recovery.config.max_steps (steps per iteration)")
+        if (r.global_schedule or r.total_steps) and cfg.max_steps is None:
+            raise UserError(
+                "recovery.global_schedule and recovery.total_steps need recovery.config.max_steps "
+                "(the steps chunk_size is sized for)"
+            )
+    if recipe.schedule.shape == "damage" and (recipe.target.keep is None or recipe.schedule.mlp_neurons_per_iteration):
+        raise UserError("schedule.shape damage needs target.keep (and no schedule.mlp_neurons_per_iteration)")
     if not recipe.evaluation.tasks:
         raise UserError("evaluation.tasks: give at least one task")
     if recipe.evaluation.backend == "vllm":

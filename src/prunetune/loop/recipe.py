@@ -26,8 +26,14 @@ class TargetConfig:
 
 @dataclass
 class ScheduleConfig:
-    shape: Literal["equal", "front_loaded", "cubic"] = "equal"
-    """How MLP removal is spread: equal (the paper) | front_loaded (same fraction of what is left each time) | cubic."""
+    shape: Literal["equal", "front_loaded", "cubic", "damage"] = "equal"
+    """How MLP removal is spread: equal (the paper) | front_loaded (same fraction of what is left each time) |
+    cubic | damage (each cut the largest whose measured damage stays under max_damage; `iterations` caps
+    the cuts, the last one takes whatever is left)."""
+    max_damage: float = bounded(0.5, gt=0.0)
+    """shape damage: the largest rise of held-out next-token loss (nats/token) one MLP cut may cause."""
+    held_out_samples: int = bounded(32, ge=1)
+    """Held-out calibration texts damage is measured on (shape damage, recovery.total_steps)."""
     mlp_iterations: list[int] | None = None
     """1-based iterations in which MLP neurons are cut (default: every iteration)."""
     mlp_neurons_per_iteration: int | None = bounded(None, ge=1)
@@ -97,6 +103,12 @@ class RecoveryConfig:
     """Carry AdamW moments across iterations (sliced with the pruned units) instead of a fresh optimizer."""
     global_schedule: bool = False
     """One learning-rate schedule (single warm-up) across all iterations instead of one per iteration."""
+    total_steps: int | None = bounded(None, ge=1)
+    """The run's whole recovery budget in optimizer steps, allocated per iteration by `allocation`; the
+    last iteration gets what is left. config.max_steps / chunk_size then only say how many records a step
+    takes (chunk_size / max_steps). One-shot spends it in its one recovery."""
+    allocation: Literal["damage", "equal"] = "damage"
+    """With total_steps: in proportion to each cut's measured damage (held-out loss rise) | equal shares."""
     config: dict = field(default_factory=dict)
     """The method's own config (max_steps, learning_rate, ...; `prunetune ls -v` lists the keys)."""
 
@@ -135,6 +147,20 @@ class GateConfig:
 
 
 @dataclass
+class ExportConfig:
+    keeps: list[float] = field(default_factory=list)
+    """Sizes (fractions of the non-embedding parameters kept) at which the run also writes a servable
+    checkpoint, family/keep_<size>/: the first accepted iteration at or below each size. `prunetune pick`
+    chooses among them."""
+
+    def __post_init__(self):
+        bad = [k for k in self.keeps if not 0.0 < k < 1.0]
+        if bad:
+            raise UserError(f"export.keeps: every size must be in (0, 1), got {bad[0]}")
+        self.keeps = sorted(set(self.keeps), reverse=True)
+
+
+@dataclass
 class Recipe:
     model: str = "reference"
     """A checkpoint directory, or a built-in model name (`prunetune ls`: reference, tiny-random-<family>)."""
@@ -160,6 +186,7 @@ class Recipe:
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict:
         return to_dict(self)

@@ -38,6 +38,7 @@ from prunetune.io import (
 )
 from prunetune.models.shape import ModelShape
 
+log = logging.getLogger("prunetune.loop")
 STATE = "state"
 """Everything of an iteration that is not the model, in a subfolder no model loader reads."""
 STATE_FILE = f"{STATE}/loop_state.json"
@@ -61,6 +62,10 @@ class LoopState:
     retries: int = 0
     rollbacks: int = 0
     stopped_reason: str | None = None
+    records_used: int = 0
+    """Recovery records taken so far from the data source (the next iteration's chunk starts there)."""
+    damages: list[float] = field(default_factory=list)
+    """Measured damage (held-out loss rise) of each accepted cut, when the loop measures it."""
 
 
 class RunDir:
@@ -147,13 +152,18 @@ class RunDir:
     def iteration_dirs(self) -> list[Path]:
         return sorted(p for p in self.out.glob("iteration_[0-9][0-9]") if (p / STATE_FILE).is_file())
 
-    def resume(self, dtype) -> tuple[LoopState, object, object, list, dict | None, dict] | None:
-        """(state, model, tokenizer, history, optimizer state, last metrics) of the last accepted iteration."""
+    def resume(self, dtype, chunk_size: int = 0) -> tuple[LoopState, object, object, list, dict | None, dict] | None:
+        """(state, model, tokenizer, history, optimizer state, last metrics) of the last accepted iteration.
+
+        `chunk_size`: records per iteration of runs saved before the state counted records (fixed chunks).
+        """
         done = self.iteration_dirs()
         if not done:
             return None
         last = done[-1]
-        state = LoopState(**json.loads((last / STATE_FILE).read_text()))
+        saved = json.loads((last / STATE_FILE).read_text())
+        saved.setdefault("records_used", saved.get("chunks_used", 0) * chunk_size)
+        state = LoopState(**saved)
         model, tok = load_model(last, dtype)
         opt = _load_optimizer_state(last / OPTIMIZER_FILE) if (last / OPTIMIZER_FILE).is_file() else None
         metrics = json.loads((last / EVAL_FILE).read_text())["metrics"]
@@ -220,6 +230,9 @@ class RunDir:
             summary["non_embedding_params_kept"] = (
                 final["non_embedding_params"] / summary["baseline"]["non_embedding_params"]
             )
+        from prunetune.loop.family import members
+
+        summary["family"] = members(self.out)
         summary["wall_time"] = round(time.time() - self.t0, 1)
         if dist.is_main():
             atomic_write_json(self.out / "summary.json", summary)

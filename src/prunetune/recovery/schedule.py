@@ -15,7 +15,7 @@ import torch
 
 from prunetune.errors import UserError
 
-SCHEDULE_TYPES = ("cosine", "linear", "constant")
+SCHEDULE_TYPES = ("cosine", "linear", "constant", "wsd")
 
 
 @dataclass
@@ -26,6 +26,8 @@ class GlobalSchedule:
     start_step: int = 0
     warmup_ratio: float = 0.0
     lr_scheduler_type: str = "cosine"
+    decay_ratio: float = 0.1
+    """wsd only: the share of total_steps, at the end, over which the rate decays linearly to zero."""
 
     def __post_init__(self):
         if self.lr_scheduler_type not in SCHEDULE_TYPES:
@@ -48,6 +50,10 @@ class GlobalSchedule:
             return step / max(1, warmup)
         if self.lr_scheduler_type == "constant":
             return 1.0
+        if self.lr_scheduler_type == "wsd":  # warm-up, stable, then a linear decay over the last decay_ratio
+            decay = max(1, math.ceil(self.decay_ratio * self.total_steps))
+            start = self.total_steps - decay
+            return 1.0 if step < start else max(0.0, (self.total_steps - step) / decay)
         progress = (step - warmup) / max(1, self.total_steps - warmup)
         if self.lr_scheduler_type == "linear":
             return max(0.0, 1.0 - progress)

@@ -56,8 +56,11 @@ class CommonConfig:
     """Sequences per device per micro-batch."""
     gradient_accumulation_steps: int = bounded(1, ge=1)
     """Micro-batches per optimizer step."""
-    lr_scheduler_type: Literal["cosine", "linear", "constant"] = "cosine"
-    """cosine | linear | constant (a GlobalSchedule overrides it)."""
+    lr_scheduler_type: Literal["cosine", "linear", "constant", "wsd"] = "cosine"
+    """cosine | linear | constant | wsd (warm-up, stable, decay: Adapt-Pruner's schedule; with
+    recovery.global_schedule one warm-up and one decay span the whole run)."""
+    decay_ratio: float = bounded(0.1, gt=0.0, le=1.0)
+    """wsd only: the share of the schedule's steps, at its end, over which the rate decays linearly to zero."""
     warmup_ratio: float = bounded(0.05, ge=0.0, lt=1.0)
     """Fraction of steps warming up linearly (a GlobalSchedule warms up only at its start)."""
     weight_decay: float = bounded(0.0, ge=0.0)
@@ -312,7 +315,7 @@ def fit(
         optimizer_state=None if use_lora else ctx.optimizer_state,
     )
     schedule = ctx.schedule or GlobalSchedule(
-        args.max_steps, 0, cfg.warmup_ratio, cfg.lr_scheduler_type
+        args.max_steps, 0, cfg.warmup_ratio, cfg.lr_scheduler_type, cfg.decay_ratio
     )
     sched = schedule.lambda_lr(opt)
     cb = MetricsCallback(

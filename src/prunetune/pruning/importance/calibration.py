@@ -133,15 +133,30 @@ def forward(model, batch: dict, mask: TokenMask, *, with_loss: bool = False):
     mask.set(attention_mask)
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
     if with_loss:
-        kwargs["labels"] = input_ids.masked_fill(attention_mask == 0, -100)
+        labels = batch.get("labels")
+        kwargs["labels"] = labels.to(device) if labels is not None else input_ids.masked_fill(attention_mask == 0, -100)
         return model(**kwargs)
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
     return decoder(**kwargs)
 
 
 def loss_tokens(batch: dict) -> int:
-    """How many next-token targets a batch's mean loss averages over (real tokens after the first)."""
+    """How many next-token targets a batch's mean loss averages over (real tokens after the first, or
+    the positions its `labels` score)."""
+    if batch.get("labels") is not None:
+        return int((batch["labels"][:, 1:] != -100).sum())
     return int(batch["attention_mask"][:, 1:].sum())
+
+
+def mean_loss(model, batches: list[dict], mask: TokenMask | None = None) -> float:
+    """Token-weighted next-token loss of `model` over `batches` (call inside scoring_pass)."""
+    mask = mask or TokenMask()
+    total, count = 0.0, 0
+    for batch in batches:
+        n = loss_tokens(batch)
+        total += float(forward(model, batch, mask, with_loss=True).loss) * n
+        count += n
+    return total / max(count, 1)
 
 
 def check_batches(batches, name: str = "calibration batches") -> list[dict]:

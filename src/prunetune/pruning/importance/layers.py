@@ -14,7 +14,7 @@ from prunetune.pruning.importance.calibration import (
     TokenMask,
     check_batches,
     forward,
-    loss_tokens,
+    mean_loss,
     model_device,
     progress_bar,
     scoring_pass,
@@ -66,15 +66,6 @@ def _skip_hook(module, args, kwargs, output):
     return (h_in, *output[1:]) if isinstance(output, tuple) else h_in
 
 
-def _mean_loss(model, batches, mask: TokenMask) -> float:
-    total, count = 0.0, 0
-    for batch in batches:
-        n = loss_tokens(batch)
-        total += float(forward(model, batch, mask, with_loss=True).loss) * n
-        count += n
-    return total / max(count, 1)
-
-
 @LAYER_SCORERS.register("skip_loss")
 def score_skip_loss(model, calib: Calibration) -> torch.Tensor:
     """LM loss with the layer skipped minus the dense loss, token-weighted over the calibration set.
@@ -88,12 +79,12 @@ def score_skip_loss(model, calib: Calibration) -> torch.Tensor:
     mask = TokenMask()
     scores = torch.zeros(len(layers))
     with scoring_pass(model) as handles:
-        base = _mean_loss(model, batches, mask)
+        base = mean_loss(model, batches, mask)
         for idx in progress_bar(list(range(len(layers))), "scoring layers (skip loss)", progress):
             handle = layers[idx].register_forward_hook(_skip_hook, with_kwargs=True)
             handles.append(handle)
             try:
-                scores[idx] = _mean_loss(model, batches, mask) - base
+                scores[idx] = mean_loss(model, batches, mask) - base
             finally:
                 handle.remove()
                 handles.remove(handle)

@@ -1,0 +1,58 @@
+"""`prunetune pick RUN --min-accuracy A [--max-params N]`: the smallest checkpoint of a run that meets a bar."""
+
+
+def register(sub):
+    p = sub.add_parser("pick", help="print the smallest checkpoint of a run (its family, else its iterations) meeting a bar")
+    p.add_argument("run_dir")
+    p.add_argument("--min-accuracy", type=float, default=None, help="accuracy the checkpoint must reach")
+    p.add_argument("--max-params", type=int, default=None, help="largest total parameter count allowed")
+    p.add_argument("--task", default=None, help="task whose accuracy counts (default: the run's first)")
+    p.set_defaults(handler=run)
+
+
+def candidates(run_dir) -> list[dict]:
+    """The run's family members, or every accepted iteration when it exported none: dir, params, metrics."""
+    import json
+    from pathlib import Path
+
+    from prunetune.errors import UserError
+    from prunetune.loop.family import members
+    from prunetune.loop.rundir import EVAL_FILE, RunDir
+
+    rd = RunDir(run_dir, "")
+    if not rd.baseline():
+        raise UserError(f"'{run_dir}' is not a prunetune run directory (no baseline/eval.json)")
+    family = members(Path(run_dir))
+    if family:
+        return [{**m, "dir": str(Path(run_dir) / m["dir"])} for m in family]
+    return [{"dir": str(d), **json.loads((d / EVAL_FILE).read_text())} for d in rd.iteration_dirs()]
+
+
+def run(args) -> int:
+    import sys
+
+    from prunetune.errors import UserError
+    from prunetune.table import format_table
+
+    if args.min_accuracy is None and args.max_params is None:
+        raise UserError("give --min-accuracy and/or --max-params")
+    if args.min_accuracy is not None and not 0.0 <= args.min_accuracy <= 1.0:
+        raise UserError(f"--min-accuracy must be in [0, 1], got {args.min_accuracy}")
+    rows = candidates(args.run_dir)
+    tasks = [t for r in rows for t, m in r["metrics"].items() if "accuracy" in m]
+    task = args.task or (tasks[0] if tasks else None)
+    if args.task and args.task not in tasks:
+        raise UserError(f"--task '{args.task}' was not evaluated in this run ({', '.join(sorted(set(tasks)))})")
+    ok = [
+        r for r in rows
+        if (args.min_accuracy is None or (r["metrics"].get(task, {}).get("accuracy") or 0.0) >= args.min_accuracy)
+        and (args.max_params is None or r["params"] <= args.max_params)
+    ]
+    table = [[r["dir"], f"{r['params']:,}", f"{r['metrics'].get(task, {}).get('accuracy', float('nan')):.3f}"] for r in rows]
+    print(format_table(["checkpoint", "params", f"{task} acc"], table, align="lrr"))
+    if not ok:
+        print("prunetune: no checkpoint of this run meets the bar", file=sys.stderr)
+        return 1
+    best = min(ok, key=lambda r: (r["params"], r["dir"]))  # ties (one cut met several sizes): the smallest name
+    print(f"picked: {best['dir']}")
+    return 0

@@ -1,0 +1,54 @@
+"""Where the loop spends: how big each MLP cut is (by measured damage) and how many recovery steps it gets.
+
+FINDINGS 9 / bench: at a fixed budget, what decides gradual compaction is giving the most damaging cut the
+most recovery. The damage of a cut is the rise of next-token loss on held-out text (pruning/damage.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+MIN_DAMAGE = 1e-3
+"""A cut that measurably did no harm still gets a share (and a loss that fell is not a negative share)."""
+
+
+def choose_cut(candidates: list[int], losses: list[float], before: float, max_damage: float) -> tuple[int, float]:
+    """(neurons, damage): the largest candidate whose loss rise stays within `max_damage`, else the smallest.
+
+    `candidates` run largest first, `losses` are the held-out losses with each cut applied.
+    """
+    for k, loss in zip(candidates, losses):
+        if loss - before <= max_damage:
+            return k, loss - before
+    return candidates[-1], losses[-1] - before
+
+
+def future_cuts(remaining_after: int, this_cut: int, iterations_left: int) -> int:
+    """How many more MLP cuts a damage-sized schedule expects: the rest at this cut's size, capped."""
+    if remaining_after <= 0 or this_cut <= 0:
+        return 0
+    return min(iterations_left, math.ceil(remaining_after / this_cut))
+
+
+def allocate(total: int, spent: int, damage: float, past: list[float], n_future: int, how: str = "damage") -> int:
+    """Optimizer steps for this iteration out of what is left of `total` (`spent` so far).
+
+    `damage`: this cut's measured damage; `past`: earlier cuts' (estimating the future ones); `n_future`:
+    how many cuts follow. The last cut gets everything left (the final polish). "equal" splits what is
+    left evenly over this and the future cuts. At least one step each, and at least one left per future cut.
+    """
+    left = max(total - spent, 0)
+    if n_future <= 0:
+        return max(left, 1)
+    if how == "equal":
+        share = 1.0 / (n_future + 1)
+    else:
+        d = max(damage, MIN_DAMAGE)
+        expected = (sum(max(p, MIN_DAMAGE) for p in past) / len(past) if past else d) * n_future
+        share = d / (d + expected)
+    return max(1, min(round(left * share), left - n_future))
+
+
+def records_for(steps: int, chunk_size: int, max_steps: int) -> int:
+    """Records a recovery of `steps` steps takes when `chunk_size` records were sized for `max_steps`."""
+    return max(1, math.ceil(chunk_size * steps / max_steps))

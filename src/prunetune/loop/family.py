@@ -1,0 +1,56 @@
+"""A family of models from one run: a stock, servable checkpoint at each requested size (export.keeps).
+
+A gradual run passes through every size on its way down; this writes the first accepted iteration at or
+below each requested size as family/keep_<size>/ (the model, and its evaluation in state/), so one run
+yields what Minitron builds with a separate prune-and-distil run per size. `prunetune pick` chooses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from prunetune import dist
+from prunetune.io import atomic_dir, atomic_write_json
+from prunetune.loop.rundir import EVAL_FILE, STATE
+
+log = logging.getLogger("prunetune.loop")
+
+
+def export(out: Path, iteration_dir: Path, keeps: list[float]) -> None:
+    """Write `iteration_dir`'s model as family/keep_<size>/ for each size in `keeps` it is the first
+    accepted iteration at or below (hard links where the file system allows, else copies)."""
+    if not dist.is_main() or not keeps:
+        return
+    ev = json.loads((iteration_dir / EVAL_FILE).read_text())
+    base = json.loads((out / "baseline" / "eval.json").read_text())
+    kept = ev["non_embedding_params"] / base["non_embedding_params"]
+    for keep in keeps:
+        target = out / "family" / f"keep_{keep:.2f}"
+        if kept > keep or target.exists():
+            continue
+        with atomic_dir(target) as tmp:
+            for f in iteration_dir.iterdir():
+                if f.is_file():
+                    try:
+                        os.link(f, tmp / f.name)
+                    except OSError:
+                        shutil.copy2(f, tmp / f.name)
+            (tmp / STATE).mkdir()
+            atomic_write_json(tmp / EVAL_FILE, {"keep": keep, "kept": kept, "iteration_dir": iteration_dir.name, **ev})
+        log.info("family: %s (%.1f%% of the non-embedding parameters)", target.relative_to(out), 100 * kept)
+
+
+def members(out: Path) -> list[dict]:
+    """The family written so far, largest first: {keep, kept, iteration, dir, params, non_embedding_params, metrics}."""
+    found = []
+    for d in sorted((Path(out) / "family").glob("keep_*"), reverse=True):
+        if (d / EVAL_FILE).is_file():
+            ev = json.loads((d / EVAL_FILE).read_text())
+            found.append({"keep": ev["keep"], "kept": ev["kept"], "iteration": ev["iteration"],
+                          "dir": str(d.relative_to(out)), "params": ev["params"],
+                          "non_embedding_params": ev["non_embedding_params"], "metrics": ev["metrics"]})
+    return found

@@ -1,0 +1,42 @@
+"""Where the loop spends: cuts sized by damage, steps allocated by damage, the last cut gets what is left."""
+
+from prunetune.loop.budget import allocate, choose_cut, future_cuts, records_for
+from prunetune.recovery.schedule import GlobalSchedule
+
+
+def test_choose_cut_takes_the_largest_within_the_damage_bound():
+    candidates, before = [200, 100, 48, 24], 2.0
+    assert choose_cut(candidates, [3.0, 2.4, 2.1, 2.05], before, 0.2) == (48, 2.1 - 2.0)
+    assert choose_cut(candidates, [2.1, 2.0, 2.0, 2.0], before, 0.2) == (200, 2.1 - 2.0)
+    assert choose_cut(candidates, [9.0, 8.0, 7.0, 6.0], before, 0.2) == (24, 4.0)  # none fits: the smallest
+
+
+def test_allocations_follow_damage_and_sum_to_the_total():
+    total, spent, past, got = 120, 0, [], []
+    damages = [0.9, 0.1, 0.1, 0.3]
+    for i, d in enumerate(damages):
+        n_future = len(damages) - i - 1
+        steps = allocate(total, spent, d, past, n_future)
+        got.append(steps)
+        spent += steps
+        past.append(d)
+    assert sum(got) == total and all(s >= 1 for s in got)
+    assert got[0] > got[1]  # the most damaging cut gets the most steps
+
+
+def test_equal_allocation_and_edges():
+    assert [allocate(100, s, 0.5, [], n, "equal") for s, n in ((0, 3), (25, 2), (50, 1), (75, 0))] == [25, 25, 25, 25]
+    assert allocate(10, 10, 0.2, [], 0) == 1  # a last cut always trains at least one step
+    assert allocate(10, 0, 1e6, [0.1], 5) == 5  # leaves one step for each future cut
+    assert allocate(10, 0, -0.3, [0.2], 1) >= 1  # a loss that fell is not a negative share
+
+
+def test_future_cuts_and_records():
+    assert future_cuts(100, 40, 10) == 3 and future_cuts(100, 40, 2) == 2 and future_cuts(0, 40, 5) == 0
+    assert records_for(45, 480, 30) == 720 and records_for(1, 480, 30) == 16
+
+
+def test_wsd_warms_up_holds_then_decays_over_the_last_tenth():
+    s = GlobalSchedule(total_steps=100, warmup_ratio=0.05, lr_scheduler_type="wsd", decay_ratio=0.1)
+    assert s.multiplier(0) == 0.0 and s.multiplier(5) == 1.0 and s.multiplier(50) == 1.0 and s.multiplier(89) == 1.0
+    assert s.multiplier(90) == 1.0 and abs(s.multiplier(95) - 0.5) < 1e-9 and s.multiplier(100) == 0.0

@@ -12,23 +12,21 @@ def test_choose_cut_takes_the_largest_within_the_damage_bound():
 
 
 def test_allocations_follow_damage_and_sum_to_the_total():
-    total, spent, past, got = 120, 0, [], []
-    damages = [0.9, 0.1, 0.1, 0.3]
-    for i, d in enumerate(damages):
-        n_future = len(damages) - i - 1
-        steps = allocate(total, spent, d, past, n_future)
+    total, spent, got = 120, 0, []
+    damages, rests = [0.1, 0.2, 0.5, 1.5], [3.0, 2.5, 1.6, 0.0]  # late cuts of a tight model hurt most
+    for i, (d, rest) in enumerate(zip(damages, rests)):
+        steps = allocate(total, spent, d, rest, len(damages) - i - 1)
         got.append(steps)
         spent += steps
-        past.append(d)
     assert sum(got) == total and all(s >= 1 for s in got)
-    assert got[0] > got[1]  # the most damaging cut gets the most steps
+    assert got[0] < got[-1] and got == sorted(got)  # the budget waits for the cuts that hurt
 
 
 def test_equal_allocation_and_edges():
     assert [allocate(100, s, 0.5, [], n, "equal") for s, n in ((0, 3), (25, 2), (50, 1), (75, 0))] == [25, 25, 25, 25]
     assert allocate(10, 10, 0.2, [], 0) == 1  # a last cut always trains at least one step
-    assert allocate(10, 0, 1e6, [0.1], 5) == 5  # leaves one step for each future cut
-    assert allocate(10, 0, -0.3, [0.2], 1) >= 1  # a loss that fell is not a negative share
+    assert allocate(10, 0, 1e6, 0.1, 5) == 5  # leaves one step for each future cut
+    assert allocate(10, 0, -0.3, 0.2, 1) >= 1  # a loss that fell is not a negative share
 
 
 def test_future_cuts_and_records():

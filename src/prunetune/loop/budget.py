@@ -30,12 +30,14 @@ def future_cuts(remaining_after: int, this_cut: int, iterations_left: int) -> in
     return min(iterations_left, math.ceil(remaining_after / this_cut))
 
 
-def allocate(total: int, spent: int, damage: float, past: list[float], n_future: int, how: str = "damage") -> int:
+def allocate(total: int, spent: int, damage: float, rest: float, n_future: int, how: str = "damage") -> int:
     """Optimizer steps for this iteration out of what is left of `total` (`spent` so far).
 
-    `damage`: this cut's measured damage; `past`: earlier cuts' (estimating the future ones); `n_future`:
-    how many cuts follow. The last cut gets everything left (the final polish). "equal" splits what is
-    left evenly over this and the future cuts. At least one step each, and at least one left per future cut.
+    `damage`: this cut's measured damage; `rest`: the measured damage of removing, from the model as it
+    now is, everything the later cuts will remove (the cuts to come, seen from here: late cuts of a tight
+    model hurt most, so they must find budget left); `n_future`: how many cuts follow. The last cut gets
+    everything left (the final polish). "equal" splits what is left evenly over this and the future cuts.
+    At least one step each, and at least one left per future cut.
     """
     left = max(total - spent, 0)
     if n_future <= 0:
@@ -44,8 +46,7 @@ def allocate(total: int, spent: int, damage: float, past: list[float], n_future:
         share = 1.0 / (n_future + 1)
     else:
         d = max(damage, MIN_DAMAGE)
-        expected = (sum(max(p, MIN_DAMAGE) for p in past) / len(past) if past else d) * n_future
-        share = d / (d + expected)
+        share = d / (d + max(rest, MIN_DAMAGE))
     return max(1, min(round(left * share), left - n_future))
 
 

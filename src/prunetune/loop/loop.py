@@ -41,7 +41,7 @@ class Loop:
         self.damage_mode = any(s.by_damage for s in self.steps)
         self.measures_damage = self.damage_mode or (recipe.recovery.total_steps is not None and not recipe.one_shot)
         self.final_width = final_mlp_width(recipe, self.dense_shape) if recipe.target.keep is not None else None
-        self._held_out_batches, self._damage = None, None
+        self._held_out_batches, self._damage, self._rest = None, None, None
 
     def run(self) -> dict:
         recipe = self.recipe
@@ -133,6 +133,19 @@ class Loop:
         state.queue[0] = step.to_dict()
         return None if not (step.mlp_neurons or step.kv_groups or step.layers) else step
 
+    def _rest_damage(self, model, batches, general, now: float) -> float:
+        """The damage of removing, from the model as it now is, every MLP neuron the later cuts will remove."""
+        from prunetune.pruning.damage import mlp_cut_losses
+        from prunetune.pruning.importance import score_mlp
+
+        remaining = ModelShape.from_config(model.config).intermediate_size - (self.final_width or 0)
+        if self.final_width is None or remaining <= 0:
+            return 0.0
+        p = self.recipe.prune
+        scores = score_mlp(model, p.mlp_importance, batches, general_batches=general, seed=self.recipe.seed,
+                           progress=False, options=p.mlp_options)
+        return mlp_cut_losses(model, scores, [remaining], self._held_out_batches)[0] - now
+
     def _calibration(self, tok, iteration: int):
         from prunetune.pruning.importance import calibration_inputs
 
@@ -165,7 +178,9 @@ class Loop:
         )
         plan.meta["iteration"] = iteration
         dist.check_same_model(model, f"pruning in iteration {iteration}")
-        self._damage = held_out_loss(model, self._held_out(tok)) - before if before is not None else None
+        after = held_out_loss(model, self._held_out(tok)) if before is not None else None
+        self._damage = after - before if before is not None else None
+        self._rest = self._rest_damage(model, batches, general, after) if self.recipe.recovery.total_steps else None
         counts = count_params(model)
         self.rundir.metric({"event": "prune", "iteration": iteration, **shape_fields(model), **counts,
                             "step": step.to_dict(), "attempt": state.retries, "damage": self._damage})
@@ -235,10 +250,11 @@ class Loop:
             cut = Step(**state.queue[0]).mlp_neurons
             structural = sum(1 for s in rest if s.kv_groups or s.layers)
             n_future = max(structural, future_cuts(remaining, cut, sum(s.by_damage for s in rest)))
-        steps = allocate(r.total_steps, state.recovery_steps, self._damage or 0.0, state.damages, n_future,
+        steps = allocate(r.total_steps, state.recovery_steps, self._damage or 0.0, self._rest or 0.0, n_future,
                          r.allocation)
         self.rundir.metric({"event": "budget", "iteration": iteration, "steps": steps, "damage": self._damage,
-                            "left_before": r.total_steps - state.recovery_steps, "future_cuts": n_future})
+                            "rest_damage": self._rest, "left_before": r.total_steps - state.recovery_steps,
+                            "future_cuts": n_future})
         size = records_for(steps, r.chunk_size, cfg.max_steps)
         cfg.max_steps = steps
         return cfg, size

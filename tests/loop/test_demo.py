@@ -40,3 +40,7 @@ def test_short_demo_end_to_end(tmp_path, capsys):
     grad = json.loads((out / "summary.json").read_text())
     assert one["recovery_steps"] == grad["recovery_steps"] and one["completed_iterations"] == 1
     assert "demo-oneshot" in (out / "report.md").read_text()  # both runs on one report
+    # the family: every requested size written and printed as the frontier beside the one-shot point
+    assert [f["keep"] for f in grad["family"]] == [0.8, 0.65, 0.5]
+    assert "frontier" in printed and "gradual family/keep_0.50" in printed
+    assert "Family (servable checkpoints" in (out / "report.md").read_text()

@@ -76,6 +76,15 @@ def run_demo(recipe_path: str | Path = RECIPE, overrides: list[str] | None = Non
     header = ["run", "params", "non-emb", "kept", f"{task} acc", "vs dense", "decode tok/s", "speedup"]
     print()
     print(format_table(header, cells, align="lrrrrrrr"))
+    family = s_grad.get("family") or []
+    if family:  # the frontier: the gradual run's family, and the one-shot model, against dense
+        points = [[f"gradual {f['dir']}", f"{f['kept']:.1%}", f"{f['params']:,}", f"{f['metrics'][task]['accuracy']:.3f}"]
+                  for f in family]
+        if s_one["final"]:
+            points.append(["one-shot", f"{s_one['non_embedding_params_kept']:.1%}", f"{s_one['final']['params']:,}",
+                           f"{s_one['final']['metrics'][task]['accuracy']:.3f}"])
+        print("\nfrontier (non-embedding parameters kept vs accuracy; `prunetune pick runs/demo --min-accuracy X`):")
+        print(format_table(["model", "kept", "params", f"{task} acc"], points, align="lrrr"))
     print(f"\nreports: {gradual.output_dir}/report.md, {oneshot.output_dir}/report.md  ({time.time() - t0:.0f} s)")
     result = {"rows": rows, "task": task, "wall_time": time.time() - t0}
     from prunetune.io import atomic_write_json

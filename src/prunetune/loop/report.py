@@ -71,6 +71,10 @@ def _plots(run: dict, others: list[dict], out: Path) -> list[str]:
         for i, (x, y) in enumerate(zip(xs, ys)):
             if i and y is not None:
                 ax.annotate(str(i), (x / dense_n, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        fam = [f for f in run["summary"].get("family", []) if _accuracy(f["metrics"], task) is not None]
+        if fam:  # the family this run exported: its accuracy-vs-size frontier
+            ax.scatter([f["non_embedding_params"] / dense_n for f in fam], [_accuracy(f["metrics"], task) for f in fam],
+                       s=140, facecolors="none", edgecolors="tab:red", linewidths=2, zorder=6, label="family (exported)")
         for other in others:
             if other["baseline"] and task in other["baseline"]["metrics"]:
                 ox, oy = _curve(other, task)
@@ -213,6 +217,13 @@ def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -
             lines.append(f"- stopped: {s['stopped_reason']}")
         lines.append("")
     lines += format_table(head, rows, style="markdown").splitlines()
+    if s.get("family"):
+        tasks = _tasks(run)
+        fam_rows = [[f["dir"], f"{f['keep']:.2f}", f"{f['kept']:.1%}", f"{f['params']:,}", str(f["iteration"]),
+                     *[f"{_accuracy(f['metrics'], t):.3f}" for t in tasks]] for f in s["family"]]
+        lines += ["", "Family (servable checkpoints, one per requested size; `prunetune pick` chooses):", ""]
+        lines += format_table(["checkpoint", "size asked", "kept", "params", "iteration", *[f"{t} acc" for t in tasks]],
+                              fam_rows, style="markdown").splitlines()
     for o in others:
         oh, orows = _table(o)
         lines += ["", f"Compared run `{o['dir']}`:", "", *format_table(oh, orows, style="markdown").splitlines()]

@@ -53,3 +53,5 @@ def test_every_registry_lists_its_entries_and_options(capsys):
     assert "ptl:" in out and "top_n" in out and "order" in out  # a scorer's options, documented
     assert "learning_rate" in out and "num_generations" in out  # every tuner's config keys
     assert "Peak AdamW learning rate" in out
+    assert "(required)" not in out  # a scorer's calling convention is not an option
+    assert "max_number" in out  # a task's constructor options are

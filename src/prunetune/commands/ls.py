@@ -34,7 +34,7 @@ def options_of(entry) -> list[tuple[str, str, str]]:
 
     if entry.options is not None:
         return describe(entry.options)
-    if not callable(entry.obj):
+    if not isinstance(entry.obj, type):  # a function's parameters are its calling convention, not options
         return []
     try:
         params = inspect.signature(entry.obj).parameters.values()
@@ -60,8 +60,6 @@ def run(args) -> int:
         print(f"\n{title}:")
         for entry in registry.entries():
             print(f"  {entry.name}: {entry.doc}")
-            if title in ("built-in models", "tasks") and entry.options is None:
-                continue  # constructors' keywords are shown by `prunetune eval --help`; models take none
             opts = options_of(entry)
             if opts:
                 print(format_table(None, [[f"    {n}", d, doc] for n, d, doc in opts]))

@@ -191,6 +191,16 @@ SCHEDULES |= {
         [*CARRY, "recovery.allocation=damage"],
     ),
 }
+# one warm-up-stable-decay schedule across the run (Adapt-Pruner, arXiv 2502.03460) vs the carry
+# schedule's warm-up + cosine per iteration and `better`'s one cosine across the run
+SCHEDULES |= {
+    "gradual_4_wsd": (
+        "gradual_4",
+        "carry, one WSD across the run",
+        4,
+        [*CARRY[:-1], "recovery.global_schedule=true", "recovery.config.lr_scheduler_type=wsd"],
+    ),
+}
 TOTAL_STEPS_SCHEDULES = ("gradual_8_damage", "gradual_4_allocated")
 """Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""
 EXPERIMENTS = {

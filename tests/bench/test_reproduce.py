@@ -186,3 +186,16 @@ def test_trajectory_reads_every_evaluation_and_the_grpo_signal_a_reading_quotes(
     path.write_text("".join(json.dumps(e) + "\n" for e in events if "reward" not in e))  # no GRPO steps
     assert reproduce.trajectory(path) == {"eval_accuracies": [0.7, 0.6]}
     assert reproduce.trajectory(tmp_path / "missing.jsonl") == {"eval_accuracies": []}
+
+
+@pytest.mark.parametrize("schedule", ["gradual_8_damage", "gradual_4_allocated", "gradual_4_wsd"])
+def test_the_damage_and_wsd_schedules_plan_on_the_grid_budget(schedule, capsys):
+    from tests.conftest import run_cli
+
+    cmd = reproduce.loop_command(Path("m"), Path("o"), schedule, "sft", "light", 0, "first", reproduce.Knobs(keep=0.35))
+    overrides = _overrides(cmd)
+    steps, _ = reproduce.budget_for("light", reproduce.SCHEDULES[schedule][2])
+    if schedule in reproduce.TOTAL_STEPS_SCHEDULES:  # one run-wide budget: the grid's total steps
+        assert f"recovery.total_steps={steps * reproduce.SCHEDULES[schedule][2]}" in overrides
+    assert run_cli("plan", str(reproduce.ROOT / reproduce.RECIPE), *overrides) == 0, capsys.readouterr().err
+    assert "33.9% of non-embedding" in capsys.readouterr().out.strip().splitlines()[-1]

@@ -268,9 +268,9 @@ def loop_command(
     if not any(x.startswith("schedule.layers=") for x in extra):
         cmd += [f"schedule.layers={{{1 if layer_at == 'first' else iterations}: 1}}"]
     cmd += [f"recovery.method={recovery}", f"recovery.chunk_size={chunk}"]
-    cmd += [f"recovery.config.max_steps={steps}", f"recovery.config.seed={seed}"]
-    if recovery == "grpo":  # the demo recipe's sft config keys are not all grpo's
+    if recovery == "grpo":  # the demo recipe's sft config keys are not all grpo's (reset before setting any)
         cmd += ["recovery.config={}", "recovery.data=null"]
+    cmd += [f"recovery.config.max_steps={steps}", f"recovery.config.seed={seed}"]
     cmd += [f"recovery.config.{k}={v}" for k, v in knobs.train(recovery).items()]
     cmd += [f"evaluation.{k}={v}" for k, v in EVAL.items()]
     if recovery == "distill":  # the grids' teacher; `*_dense_teacher` schedules (the loop's default) override it

@@ -438,3 +438,22 @@ def test_a_damage_sized_run_resumes_after_sigkill(tmp_path):
     assert summary["recovery_steps"] == 5
     budgets = [m for m in read_jsonl(out / "metrics.jsonl") if m["event"] == "budget"]
     assert sum(m["steps"] for m in budgets) == 5  # the killed attempt's lines were dropped
+
+
+def test_a_damage_sized_cut_is_scored_once(tmp_path, monkeypatch):
+    """The scores that chose the cut are the ones it is cut by: the scorer runs once per cut, not twice."""
+    import dataclasses
+
+    from prunetune.pruning.importance import MLP_SCORERS
+
+    entry, calls = MLP_SCORERS.entry("activation"), []
+
+    def counted(model, calib, **options):
+        calls.append(1)
+        return entry.obj(model, calib, **options)
+
+    monkeypatch.setitem(MLP_SCORERS._entries, "activation", dataclasses.replace(entry, obj=counted))
+    summary = run(_recipe(tmp_path, "iterations=2", "schedule.shape=damage", "schedule.kv_groups={}"), progress=False)
+    cuts = [m for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")
+            if m["event"] == "prune" and m["step"]["mlp_neurons"]]
+    assert summary["completed_iterations"] >= 1 and len(calls) == len(cuts) >= 1

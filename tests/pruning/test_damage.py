@@ -30,3 +30,13 @@ def test_zeroed_cut_losses_equal_the_pruned_models_losses(family):
 def test_candidate_cuts_halve_down_to_one_unit():
     assert candidate_cuts(208, 8) == [208, 104, 48, 24, 8]
     assert candidate_cuts(5, 8) == [5] and candidate_cuts(0, 8) == []
+
+
+def test_a_plan_from_precomputed_scores_is_the_plan_scored_inside(family):
+    from prunetune.pruning.prune import StepSpec, decide
+
+    model, tok = tiny_model(family)
+    batches = calibration_batches(tok, TEXTS * 2, batch_size=2)
+    spec = StepSpec(mlp_neurons=24)
+    scores = score_mlp(model, "activation", batches, progress=False)
+    assert decide(model, spec, batches, mlp_scores=scores).mlp_neurons == decide(model, spec, batches).mlp_neurons

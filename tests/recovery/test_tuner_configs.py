@@ -1,6 +1,6 @@
 import pytest
 
-from prunetune.commands.recover import parse_overrides
+from prunetune.config import parse_overrides
 from prunetune.errors import UserError
 from prunetune.recovery import TUNERS, config_keys, resolve_config
 

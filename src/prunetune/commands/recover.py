@@ -49,13 +49,6 @@ def _intermixed(cls):
     return Intermixed
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """['a=1', 'lora.r=8'] -> {'a': '1', 'lora': {'r': '8'}}: the same parser as every recipe override."""
-    from prunetune.config import parse_overrides as parse
-
-    return parse(items)
-
-
 def _records(args, tokenizer):
     """(training records, reward functions or None) from --data / --task, chunked when asked."""
     from pathlib import Path
@@ -114,6 +107,8 @@ def execute(args):
     from prunetune.recovery import recover, resolve_config
 
     out = check_output_path(args.out, "--out")
+    from prunetune.config import parse_overrides
+
     overrides = parse_overrides(args.overrides)
     resolve_config(args.method, overrides)  # unknown method / key fails before any loading
     if args.teacher and args.method != "distill":

@@ -41,7 +41,7 @@ class Loop:
         self.damage_mode = any(s.by_damage for s in self.steps)
         self.measures_damage = self.damage_mode or (recipe.recovery.total_steps is not None and not recipe.one_shot)
         self.final_width = final_mlp_width(recipe, self.dense_shape) if recipe.target.keep is not None else None
-        self._held_out_batches, self._damage, self._rest = None, None, None
+        self._held_out_batches, self._damage, self._rest, self._measured = None, None, None, None
 
     def run(self) -> dict:
         recipe = self.recipe
@@ -90,7 +90,6 @@ class Loop:
                 state.queue.pop(0)
                 state.completed, state.retries = iteration, 0
                 state.accepted_recovery_steps += steps
-                state.damages += [self._damage] if self._damage is not None else []
                 history = history + [plan.to_dict()]
                 saved = rd.save_iteration(model, tok, iteration, history, metrics, state, opt, rd.work(f"eval_{iteration:02d}"))
                 family.export(rd.out, saved, recipe.export.keeps)
@@ -125,6 +124,7 @@ class Loop:
             before = held_out_loss(model, held_out)
             losses = mlp_cut_losses(model, scores, candidates, held_out)
             chosen, damage = choose_cut(candidates, losses, before, s.max_damage)
+            self._measured = (batches, general, scores, before)  # the cut's pruning reuses them
         step = Step(chosen, step.kv_groups, step.layers)
         if candidates:
             self.rundir.metric({"event": "damage_plan", "iteration": state.completed + 1, "remaining": remaining,
@@ -170,11 +170,16 @@ class Loop:
         (plan, optimizer state sliced with the cut units)."""
         from prunetune.pruning.prune import prune_step
 
-        batches, general = self._calibration(tok, iteration)
-        before = held_out_loss(model, self._held_out(tok)) if self.measures_damage else None
+        measured, self._measured = self._measured, None  # what _next_step scored on this same model, if anything
+        if measured:
+            batches, general, scores, before = measured
+        else:
+            batches, general = self._calibration(tok, iteration)
+            scores = None
+            before = held_out_loss(model, self._held_out(tok)) if self.measures_damage else None
         plan, optimizer_state = prune_step(
             model, step_spec(self.recipe, step), batches, general=general, constraints=constraints_of(self.recipe),
-            seed=self.recipe.seed, progress=self.progress, optimizer_state=optimizer_state,
+            seed=self.recipe.seed, progress=self.progress, optimizer_state=optimizer_state, mlp_scores=scores,
         )
         plan.meta["iteration"] = iteration
         dist.check_same_model(model, f"pruning in iteration {iteration}")

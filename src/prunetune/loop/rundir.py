@@ -64,8 +64,6 @@ class LoopState:
     stopped_reason: str | None = None
     records_used: int = 0
     """Recovery records taken so far from the data source (the next iteration's chunk starts there)."""
-    damages: list[float] = field(default_factory=list)
-    """Measured damage (held-out loss rise) of each accepted cut, when the loop measures it."""
 
 
 class RunDir:
@@ -163,7 +161,7 @@ class RunDir:
         last = done[-1]
         saved = json.loads((last / STATE_FILE).read_text())
         saved.setdefault("records_used", saved.get("chunks_used", 0) * chunk_size)
-        state = LoopState(**saved)
+        state = LoopState(**{k: v for k, v in saved.items() if k in LoopState.__dataclass_fields__})
         model, tok = load_model(last, dtype)
         opt = _load_optimizer_state(last / OPTIMIZER_FILE) if (last / OPTIMIZER_FILE).is_file() else None
         metrics = json.loads((last / EVAL_FILE).read_text())["metrics"]

@@ -61,13 +61,20 @@ def decide(
     general: list[dict] | None = None,
     seed: int = 0,
     progress: bool = True,
+    mlp_scores=None,
 ) -> PruningPlan:
-    """Score what `spec` asks to remove and return the plan (the model is not edited)."""
+    """Score what `spec` asks to remove and return the plan (the model is not edited).
+
+    `mlp_scores`: this model's MLP scores when the caller already has them (the damage-sized loop scored
+    them to choose the cut), so they are not computed twice.
+    """
     from prunetune.pruning import importance
 
     shape = ModelShape.from_config(model.config)
-    mlp_scores = kv_scores = layer_scores = None
-    if spec.mlp_neurons:
+    kv_scores = layer_scores = None
+    if mlp_scores is not None:
+        assert tuple(mlp_scores.shape) == (shape.num_hidden_layers, shape.intermediate_size), "stale MLP scores"
+    if spec.mlp_neurons and mlp_scores is None:
         mlp_scores = importance.score_mlp(
             model,
             spec.mlp_importance,
@@ -119,6 +126,7 @@ def prune_step(
     seed: int = 0,
     progress: bool = True,
     optimizer_state: OptimizerState | None = None,
+    mlp_scores=None,
 ) -> tuple[PruningPlan, OptimizerState | None]:
     """Decide, validate, then cut. Validation of the AMOUNTS happens before any scoring work."""
     shape = ModelShape.from_config(model.config)
@@ -127,7 +135,7 @@ def prune_step(
     )
     dry.validate(shape, constraints)
     check_spec(spec)
-    plan = decide(model, spec, calibration, general=general, seed=seed, progress=progress)
+    plan = decide(model, spec, calibration, general=general, seed=seed, progress=progress, mlp_scores=mlp_scores)
     with torch.no_grad():
         optimizer_state = apply_plan(model, plan, constraints=constraints, optimizer_state=optimizer_state)
     plan.meta["shape_after"] = ModelShape.from_config(model.config).to_dict()

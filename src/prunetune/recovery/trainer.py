@@ -83,10 +83,22 @@ class CommonConfig:
     """Recompute activations in backward to save memory."""
     lora: LoraOptions | None = None
     """{r, alpha, target_modules, dropout}: train a LoRA adapter and merge it before returning."""
+    sharding: Literal["none", "fsdp", "hybrid_fsdp", "zero2", "zero3"] = "none"
+    """How ranks split the model under torchrun / accelerate launch: none (DDP: every rank holds the
+    whole model, its gradients and optimizer state), fsdp (FSDP2, fully sharded), hybrid_fsdp (FSDP2,
+    sharded within a node, replicated across nodes), zero2 / zero3 (DeepSpeed ZeRO; needs deepspeed)."""
+    cpu_offload: bool = False
+    """Sharded only: keep parameters and optimizer state in CPU memory between uses."""
+    deepspeed_config: str | None = None
+    """zero2 / zero3 only: a DeepSpeed JSON config file to use instead of the generated one."""
 
     def __post_init__(self):
         if self.max_steps is not None and self.max_tokens is not None:
             raise UserError("give either max_steps or max_tokens, not both")
+        if self.cpu_offload and self.sharding == "none":
+            raise UserError("recovery.config.cpu_offload needs a sharding (fsdp, hybrid_fsdp, zero2 or zero3)")
+        if self.deepspeed_config is not None and self.sharding not in ("zero2", "zero3"):
+            raise UserError("recovery.config.deepspeed_config needs sharding: zero2 or zero3")
 
 
 @dataclass

@@ -201,7 +201,15 @@ SCHEDULES |= {
         [*CARRY[:-1], "recovery.global_schedule=true", "recovery.config.lr_scheduler_type=wsd"],
     ),
 }
-TOTAL_STEPS_SCHEDULES = ("gradual_8_damage", "gradual_4_allocated")
+# the same with a floor: every cut gets at least a share of the run's budget (FINDINGS 9's hand split gave
+# the middle cuts 10 and 25 of 120 steps; the damage allocator alone gave them 3-16)
+SCHEDULES |= {
+    "gradual_4_floor": ("gradual_4", "carry, damage-allocated steps, 10% floor per cut", 4,
+                        [*CARRY, "recovery.allocation=damage", "recovery.min_share=0.1"]),
+    "gradual_8_damage_floor": ("gradual_8", "damage-sized cuts, damage-allocated steps, 5% floor per cut", 8,
+                               [*CARRY, *_DAMAGE, "recovery.min_share=0.05"]),
+}
+TOTAL_STEPS_SCHEDULES = ("gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor")
 """Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""
 EXPERIMENTS = {
     "gradual_vs_oneshot": ["one_shot", "gradual_4_naive", "gradual_4_better", "gradual_4_carry"],

@@ -159,6 +159,9 @@ CASES = [
     ("validate smoke gate.task=perplexity gate.max_drop=0.1", "gate.task"),
     ("validate smoke bogus", "key=value"),
     ("validate smoke prune.mlp_importance=ptl prune.mlp_options.top_n=0", "prune.mlp_options.top_n"),
+    ("validate smoke recovery.min_share=0.1", "recovery.min_share needs recovery.total_steps"),
+    ("validate smoke recovery.total_steps=40 recovery.min_share=0.5", "recovery.min_share=0.5 x iterations"),
+    ("validate smoke recovery.min_share=1.5", "recovery.min_share"),
     # run: every input checked before the first write
     ("run smoke output_dir={w}/afile/run", "not a directory"),
     ("run smoke output_dir={t}/" + LONG, "too long"),

@@ -29,6 +29,19 @@ def test_equal_allocation_and_edges():
     assert allocate(10, 0, -0.3, 0.2, 1) >= 1  # a loss that fell is not a negative share
 
 
+def test_min_share_floors_every_cut_and_still_sums_to_the_total():
+    total, spent, got = 120, 0, []
+    damages, rests = [0.1, 0.05, 0.3, 2.0], [3.0, 2.8, 2.4, 0.0]
+    for i, (d, rest) in enumerate(zip(damages, rests)):
+        steps = allocate(total, spent, d, rest, len(damages) - i - 1, min_share=0.1)
+        got.append(steps)
+        spent += steps
+    assert sum(got) == total and min(got) >= 12  # 10% of 120 each, whatever the damage said
+    plain = [allocate(120, 0, 0.05, 2.8, 2), allocate(120, 0, 0.05, 2.8, 2, min_share=0.1)]
+    assert plain[0] < 12 <= plain[1]  # without the floor this cut would have been starved
+    assert allocate(120, 0, 10.0, 0.1, 3, min_share=0.2) == 120 - 3 * 24  # the future floors are kept back
+
+
 def test_future_cuts_and_records():
     assert future_cuts(100, 40, 10) == 3 and future_cuts(100, 40, 2) == 2 and future_cuts(0, 40, 5) == 0
     assert records_for(45, 480, 30) == 720 and records_for(1, 480, 30) == 16

@@ -30,14 +30,16 @@ def future_cuts(remaining_after: int, this_cut: int, iterations_left: int) -> in
     return min(iterations_left, math.ceil(remaining_after / this_cut))
 
 
-def allocate(total: int, spent: int, damage: float, rest: float, n_future: int, how: str = "damage") -> int:
+def allocate(total: int, spent: int, damage: float, rest: float, n_future: int, how: str = "damage",
+             min_share: float = 0.0) -> int:
     """Optimizer steps for this iteration out of what is left of `total` (`spent` so far).
 
     `damage`: this cut's measured damage; `rest`: the measured damage of removing, from the model as it
     now is, everything the later cuts will remove (the cuts to come, seen from here: late cuts of a tight
     model hurt most, so they must find budget left); `n_future`: how many cuts follow. The last cut gets
     everything left (the final polish). "equal" splits what is left evenly over this and the future cuts.
-    At least one step each, and at least one left per future cut.
+    `min_share`: every cut gets at least this share of `total` (the future cuts' floors are kept back), so
+    the middle cuts, small next to what is still to come, are not starved. At least one step each.
     """
     left = max(total - spent, 0)
     if n_future <= 0:
@@ -47,7 +49,8 @@ def allocate(total: int, spent: int, damage: float, rest: float, n_future: int, 
     else:
         d = max(damage, MIN_DAMAGE)
         share = d / (d + max(rest, MIN_DAMAGE))
-    return max(1, min(round(left * share), left - n_future))
+    floor = max(1, round(min_share * total))
+    return max(1, min(max(round(left * share), floor), left - n_future * floor))
 
 
 def records_for(steps: int, chunk_size: int, max_steps: int) -> int:

@@ -222,6 +222,13 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
                 "recovery.global_schedule and recovery.total_steps need recovery.config.max_steps "
                 "(the steps chunk_size is sized for)"
             )
+        if r.min_share and r.total_steps is None:
+            raise UserError("recovery.min_share needs recovery.total_steps (the budget it is a share of)")
+        if r.min_share * recipe.iterations >= 1:
+            raise UserError(
+                f"recovery.min_share={r.min_share} x iterations={recipe.iterations} leaves nothing to allocate "
+                "(keep it below 1 / iterations)"
+            )
     if recipe.schedule.shape == "damage" and (recipe.target.keep is None or recipe.schedule.mlp_neurons_per_iteration):
         raise UserError("schedule.shape damage needs target.keep (and no schedule.mlp_neurons_per_iteration)")
     if not recipe.evaluation.tasks:

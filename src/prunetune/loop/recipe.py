@@ -109,6 +109,9 @@ class RecoveryConfig:
     takes (chunk_size / max_steps). One-shot spends it in its one recovery."""
     allocation: Literal["damage", "equal"] = "damage"
     """With total_steps: in proportion to each cut's measured damage (held-out loss rise) | equal shares."""
+    min_share: float = bounded(0.0, ge=0.0, lt=1.0)
+    """With total_steps: the least share of the whole budget any iteration gets (e.g. 0.1), so middle cuts
+    are not starved by the larger damage still to come; iterations x min_share must stay below 1."""
     config: dict = field(default_factory=dict)
     """The method's own config (max_steps, learning_rate, ...; `prunetune ls -v` lists the keys)."""
 

@@ -24,7 +24,7 @@ def test_recipe_backend_vllm_without_vllm_is_one_line(no_vllm, capsys, tmp_path)
 
 
 def test_recipe_grpo_vllm_rollouts_without_vllm_stop_the_run_not_validation(no_vllm, capsys, tmp_path):
-    over = ["recovery.method=grpo", "recovery.config.use_vllm=true", f"output_dir={tmp_path / 'run'}"]
+    over = ["recovery.method=grpo", "recovery.config={use_vllm: true}", f"output_dir={tmp_path / 'run'}"]
     assert run_cli("validate", "smoke", *over) == 0
     capsys.readouterr()
     assert run_cli("run", "smoke", *over) == 2

@@ -5,7 +5,7 @@ evaluations and a per-rank training setup, priced by the cost model (loop/cost.p
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prunetune.loop.cost import (
     GPU,
@@ -33,11 +33,7 @@ class IterationCost:
     eval_tokens: float = 0.0
     eval_gpu_h: float = 0.0
     memory: Memory | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def gpu_h(self) -> float:
-        return self.train_gpu_h + self.rollout_gpu_h + self.eval_gpu_h
+    """Bytes per GPU while this iteration's recovery trains (None: the dense evaluation, or no recovery)."""
 
 
 def training_of(recipe, cfg, gpus: int, gpu: GPU) -> Training:

@@ -132,3 +132,12 @@ def test_scientific_notation_is_a_number_everywhere(tmp_path, capsys):
     from prunetune.loop import load_recipe
 
     assert load_recipe("smoke", ["gate.max_drop=5e-2"]).gate.max_drop == 0.05
+
+
+def test_a_choice_named_none_survives_an_untyped_mapping():
+    from prunetune.loop import load_recipe
+    from prunetune.recovery import resolve_config
+
+    recipe = load_recipe("paper-qwen2.5-7b-grpo", ["recovery.config.sharding=none", "recovery.config.cpu_offload=false"])
+    assert recipe.recovery.config["sharding"] is None  # the mapping is untyped: `none` reads as null there
+    assert resolve_config("grpo", recipe.recovery.config).sharding == "none"  # the typed key knows the choice

@@ -152,6 +152,8 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         raise UserError(errors[-1] if len(errors) == 1 else f"{key}: {_show(value)} is not a valid value ({_names(tp)})")
     if origin is Literal:
         text = str(value).strip() if isinstance(value, Raw) else value
+        if text is None and "none" in args:  # `sharding=none` inside an untyped mapping was read as null
+            text = "none"
         if text not in args:
             raise UserError(
                 f"{key}: must be one of {', '.join(map(str, args))}, got {_show(value)}{did_you_mean(text, args)}"

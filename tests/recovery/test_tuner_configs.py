@@ -61,8 +61,11 @@ def test_grpo_vllm_rollout_keys_validate_and_reach_trl(monkeypatch):
     assert cfg.use_vllm is False and cfg.trl_vllm_settings() == {}
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    from prunetune.recovery import check_environment
+
+    cfg = resolve_config("grpo", {"use_vllm": True})  # a recipe for a GPU cluster validates anywhere
     with pytest.raises(UserError, match=r"use_vllm: .*prunetune\[vllm\]"):
-        resolve_config("grpo", {"use_vllm": True})
+        check_environment(cfg)  # a run without vLLM stops here, before any weight loads
     with pytest.raises(UserError, match="vllm_mode: must be one of colocate, server"):
         resolve_config("grpo", {"vllm_mode": "remote"})
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))

@@ -174,6 +174,18 @@ def test_grpo_raises_mean_reward(tmp_path):
     assert float(res.optimizer_state["model.norm.weight"]["step"]) == 8
 
 
+@pytest.mark.slow
+def test_grpo_trains_with_gradient_checkpointing(tmp_path):
+    """The paper's GRPO setup recomputes activations; TRL turns checkpointing off around generation."""
+    model, tok = tiny_model("llama")
+    snap = snapshot(model)
+    cfg = {"max_steps": 2, "max_completion_length": 8, "per_device_train_batch_size": 8, "learning_rate": 1e-2,
+           "beta": 0.01, "gradient_checkpointing": True}
+    res = recover(model, tok, "grpo", [{"prompt": "Q:", "tag": "x"}, {"prompt": "A:", "tag": "y"}], cfg,
+                  reward_funcs=digit_reward, work_dir=tmp_path, progress=False)
+    assert res.steps == 2 and changed(snap, model)
+
+
 def test_lora_merges_into_a_stock_checkpoint(tmp_path):
     model, tok = tiny_model("llama")
     base_keys, snap = set(model.state_dict()), snapshot(model)

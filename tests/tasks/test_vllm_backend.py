@@ -15,10 +15,21 @@ def no_vllm(monkeypatch):
 
 
 def test_recipe_backend_vllm_without_vllm_is_one_line(no_vllm, capsys, tmp_path):
-    assert run_cli("validate", "smoke", "evaluation.backend=vllm") == 2
+    assert run_cli("validate", "smoke", "evaluation.backend=vllm") == 0  # validates anywhere; the run needs vLLM
+    capsys.readouterr()
+    assert run_cli("run", "smoke", "evaluation.backend=vllm", f"output_dir={tmp_path / 'run'}") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "evaluation.backend" in err[0] and "prunetune[vllm]" in err[0], err
-    assert run_cli("run", "smoke", "evaluation.backend=vllm", f"output_dir={tmp_path / 'run'}") == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_recipe_grpo_vllm_rollouts_without_vllm_stop_the_run_not_validation(no_vllm, capsys, tmp_path):
+    over = ["recovery.method=grpo", "recovery.config={use_vllm: true}", f"output_dir={tmp_path / 'run'}"]
+    assert run_cli("validate", "smoke", *over) == 0
+    capsys.readouterr()
+    assert run_cli("run", "smoke", *over) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "recovery.config.use_vllm" in err[0], err
     assert not (tmp_path / "run").exists()
 
 

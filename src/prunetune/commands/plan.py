@@ -1,11 +1,52 @@
-"""`prunetune plan RECIPE`: the iteration table from the config alone (no weights loaded)."""
+"""`prunetune plan RECIPE [--gpus N --gpu h200]`: the iteration table from the config alone (no weights
+loaded), and with --gpus / --gpu what each iteration costs in GPU-hours and memory per GPU."""
+
+from prunetune.errors import UserError
 
 
 def register(sub):
-    p = sub.add_parser("plan", help="print what each iteration removes: params, widths, heads, layers, FLOPs")
+    p = sub.add_parser("plan", help="print what each iteration removes: params, widths, heads, layers, FLOPs; "
+                       "with --gpus/--gpu its GPU-hours and memory per GPU")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*")
+    p.add_argument("--gpus", type=int, default=None, help="GPUs the run uses (default 1 with --gpu)")
+    p.add_argument("--gpu", default=None, help="a100 | h100 | h200 (default h200 with --gpus)")
+    p.add_argument("--mfu", type=float, default=None, help="training model-FLOPs utilisation (default: measured)")
+    p.add_argument("--gen-speedup", type=float, default=1.0,
+                   help="generation throughput over the measured HF decode rate (vLLM is faster)")
+    p.add_argument("--gen-fill", type=float, default=1.0,
+                   help="share of the generation budget a completion uses on average (1: upper bound)")
+    p.add_argument("--tokens-per-record", type=int, default=None,
+                   help="tokens per training record for one-pass recoveries (default: config.max_length)")
+    p.add_argument("--eval-examples", type=int, default=500, help="examples per task when evaluation.limit is null")
+    p.add_argument("--strict", action="store_true", help="exit 2 when a plan will not fit in GPU memory")
     p.set_defaults(handler=run)
+
+
+def _cost_flags(args):
+    """The cost flags checked (one line naming the flag), or None when no cost was asked for."""
+    from prunetune.loop.cost import Assumptions, gpu_spec
+
+    if args.gpus is None and args.gpu is None:
+        return None
+    gpus = 1 if args.gpus is None else args.gpus
+    if gpus < 1:
+        raise UserError(f"--gpus must be at least 1, got {gpus}")
+    gpu = gpu_spec(args.gpu or "h200")
+    for flag, value, ok in (
+        ("--mfu", args.mfu, args.mfu is None or 0 < args.mfu <= 1),
+        ("--gen-speedup", args.gen_speedup, args.gen_speedup > 0),
+        ("--gen-fill", args.gen_fill, 0 < args.gen_fill <= 1),
+        ("--tokens-per-record", args.tokens_per_record, args.tokens_per_record is None or args.tokens_per_record >= 1),
+        ("--eval-examples", args.eval_examples, args.eval_examples >= 1),
+    ):
+        if not ok:
+            raise UserError(f"{flag}: {value} is out of range (see prunetune plan --help)")
+    a = Assumptions(gen_speedup=args.gen_speedup, gen_fill=args.gen_fill, tokens_per_record=args.tokens_per_record,
+                    eval_examples=args.eval_examples)
+    if args.mfu is not None:
+        a.mfu = args.mfu
+    return gpus, gpu, a
 
 
 def run(args) -> int:
@@ -14,6 +55,7 @@ def run(args) -> int:
     from prunetune.recovery import resolve_config
     from prunetune.table import format_table
 
+    cost = _cost_flags(args)
     recipe = load_recipe(args.recipe, args.overrides)
     shape, steps, shapes = validate_recipe(recipe)
     dense_ne, dense_all, dense_flops = shape.non_embedding_params(), shape.params(), shape.flops_per_token()
@@ -110,4 +152,23 @@ def run(args) -> int:
         f"final: {final.non_embedding_params() / dense_ne:.1%} of non-embedding parameters, "
         f"{final.params() / dense_all:.1%} of all, {final.flops_per_token() / dense_flops:.1%} of FLOPs/token"
     )
+    return 0 if cost is None else _print_cost(recipe, shapes, *cost, strict=args.strict)
+
+
+def _print_cost(recipe, shapes, gpus, gpu, assumptions, *, strict: bool) -> int:
+    import sys
+
+    from prunetune.loop.plan_cost import describe, iteration_costs
+    from prunetune.recovery import resolve_config
+
+    r = recipe.recovery
+    cfg = resolve_config(r.method, r.config, "recovery.config") if r.method != "none" else None
+    costs = iteration_costs(recipe, shapes, gpus, gpu, assumptions)
+    text, warnings = describe(recipe, cfg, costs, gpus, gpu, assumptions)
+    print()
+    print(text)
+    for w in warnings:
+        print(w, file=sys.stderr)
+    if warnings and strict:
+        raise UserError(f"--strict: the plan does not fit in {gpu.memory / 1e9:.0f} GB per GPU")
     return 0

@@ -104,13 +104,13 @@ def execute(args):
     from prunetune.checkpoint import load_model, resolve_model_path
     from prunetune.errors import UserError
     from prunetune.io import check_output_path
-    from prunetune.recovery import recover, resolve_config
+    from prunetune.recovery import check_environment, recover, resolve_config
 
     out = check_output_path(args.out, "--out")
     from prunetune.config import parse_overrides
 
     overrides = parse_overrides(args.overrides)
-    resolve_config(args.method, overrides)  # unknown method / key fails before any loading
+    check_environment(resolve_config(args.method, overrides))  # unknown method / key fails before any loading
     if args.teacher and args.method != "distill":
         raise UserError("--teacher is only used by --method distill")
     if args.method == "distill" and not args.teacher:

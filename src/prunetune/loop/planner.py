@@ -207,10 +207,10 @@ def gate_task_name(recipe: Recipe) -> str | None:
 def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShape, list[Step], list[ModelShape]]:
     """Every name, option and constraint checked before any weight is loaded; returns the planned shapes.
 
-    Local files (model, data, calibration) are checked only `for_run`: a paper-scale recipe must
-    validate and plan on a machine that holds none of them.
+    Local files (model, data, calibration) and the software a run needs (vLLM) are checked only
+    `for_run`: a paper-scale recipe must validate and plan on a machine that holds none of them.
     """
-    from prunetune.recovery import resolve_config
+    from prunetune.recovery import check_environment, resolve_config
     from prunetune.tasks import get_task
 
     check_spec(step_spec(recipe, Step()))
@@ -233,13 +233,6 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
         raise UserError("schedule.shape damage needs target.keep (and no schedule.mlp_neurons_per_iteration)")
     if not recipe.evaluation.tasks:
         raise UserError("evaluation.tasks: give at least one task")
-    if recipe.evaluation.backend == "vllm":
-        from prunetune.tasks.vllm_backend import vllm_python
-
-        try:
-            vllm_python()
-        except UserError as e:
-            raise UserError(f"evaluation.backend: {e}") from None
     for name in recipe.evaluation.tasks:
         get_task(name, **recipe.evaluation.task_options.get(name, {}))
     if r.method == "grpo":
@@ -255,6 +248,18 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
         from prunetune.io import check_output_path
 
         check_output_path(recipe.output_dir, "output_dir", may_exist=True)
+        if recipe.evaluation.backend == "vllm":
+            from prunetune.tasks.vllm_backend import vllm_python
+
+            try:
+                vllm_python()
+            except UserError as e:
+                raise UserError(f"evaluation.backend: {e}") from None
+        if r.method != "none":
+            try:
+                check_environment(cfg)
+            except UserError as e:
+                raise UserError(f"recovery.config.{e}") from None
         resolve_model_path(recipe.model)
         p = recipe.prune
         for key, source in (("prune.calibration", p.calibration), ("prune.general", p.general)):

@@ -16,7 +16,9 @@ from prunetune.recovery import cpt, distill, grpo, sft  # noqa: F401  (register 
 from prunetune.recovery.schedule import GlobalSchedule
 from prunetune.recovery.trainer import TUNERS, CommonConfig, Context, Diverged, RecoveryResult
 
-__all__ = ["TUNERS", "Diverged", "GlobalSchedule", "RecoveryResult", "config_keys", "recover", "resolve_config"]
+__all__ = [
+    "TUNERS", "Diverged", "GlobalSchedule", "RecoveryResult", "check_environment", "config_keys", "recover", "resolve_config",
+]
 
 
 def resolve_config(method: str, config: dict | CommonConfig | None, key: str = "config") -> CommonConfig:
@@ -29,6 +31,17 @@ def resolve_config(method: str, config: dict | CommonConfig | None, key: str = "
     if cfg.lora is not None and "learning_rate" not in config:
         cfg.learning_rate = 2e-4
     return cfg
+
+
+def check_environment(cfg: CommonConfig) -> None:
+    """A one-line UserError when this Python lacks what `cfg` needs to run (e.g. vLLM for grpo's use_vllm).
+
+    Checked when a run starts, not when a recipe validates: a paper-scale recipe validates and plans on a
+    machine that has neither its data nor its GPU stack.
+    """
+    check = getattr(cfg, "check_environment", None)
+    if check is not None:
+        check()
 
 
 def config_keys(method: str) -> dict[str, str]:
@@ -58,6 +71,7 @@ def recover(
     (entries whose parameter was pruned away or resized are skipped). A NaN/inf loss raises UserError.
     """
     cfg = resolve_config(method, config)
+    check_environment(cfg)
     if not records:
         raise UserError("no training records")
     work_dir = Path(work_dir)

@@ -68,9 +68,12 @@ class GRPORecoveryConfig(CommonConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for key, off in (("max_tokens", None), ("gradient_checkpointing", False), ("lora", None)):
+        for key, off in (("max_tokens", None), ("lora", None)):
             if getattr(self, key) != off:
                 raise UserError(f"grpo does not support config key '{key}'")
+
+    def check_environment(self):
+        """What this Python must have for the run (not for validating a recipe meant for a GPU cluster)."""
         if self.use_vllm and importlib.util.find_spec("vllm") is None:
             raise UserError(
                 "use_vllm: TRL runs vLLM in this Python (colocate) or talks to `trl vllm-serve` with vLLM's "

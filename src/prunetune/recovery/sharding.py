@@ -207,3 +207,14 @@ def _comm_device() -> str:
     import torch.distributed as tdist
 
     return "cuda" if tdist.get_backend() == "nccl" else "cpu"
+
+
+def local_bytes(tensors) -> int:
+    """Bytes this rank holds of `tensors` (a sharded tensor counts only its local shard)."""
+    return sum(local_tensor(t).numel() * local_tensor(t).element_size() for t in tensors if t is not None)
+
+
+def rank_bytes(model, optimizer) -> dict:
+    """This rank's bytes of parameters and optimizer state (the memory sharding divides)."""
+    state = [v for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v) and v.ndim]
+    return {"parameters": local_bytes(model.parameters()), "optimizer_state": local_bytes(state)}

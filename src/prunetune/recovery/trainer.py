@@ -382,6 +382,7 @@ def fit(
     trainer.train()
     carry = not use_lora and cfg.sharding not in sharding.ZERO  # ZeRO's moments are not per parameter
     state = export_optimizer_state(train_model, optimizer.made) if carry else None
+    held = sharding.rank_bytes(train_model, optimizer.made)
     if shell is not None:
         train_model = sharding.gather_model(trainer.model, shell, args.device)
     out = lora_lib.merge(train_model) if use_lora else train_model
@@ -393,5 +394,6 @@ def fit(
         tokens_seen=tokens,
         steps=int(trainer.state.global_step),
         optimizer_state=state,
-        info={"optimizer_state_skipped": optimizer.skipped, "world_size": args.world_size, "max_steps": args.max_steps},
+        info={"optimizer_state_skipped": optimizer.skipped, "world_size": args.world_size,
+              "max_steps": args.max_steps, "rank_bytes": held},
     )

@@ -110,7 +110,10 @@ def execute(args):
     from prunetune.config import parse_overrides
 
     overrides = parse_overrides(args.overrides)
-    resolve_config(args.method, overrides)  # unknown method / key fails before any loading
+    from prunetune.recovery import sharding
+
+    # an unknown method / key, or a sharding this launch cannot run, fails before any loading
+    sharding.check(resolve_config(args.method, overrides), key="config")
     if args.teacher and args.method != "distill":
         raise UserError("--teacher is only used by --method distill")
     if args.method == "distill" and not args.teacher:

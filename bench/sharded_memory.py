@@ -76,9 +76,9 @@ def report(raw: dict, cmd: str) -> tuple[dict, str]:
     table = []
     for r, rows in enumerate(ranks):
         for part in (*parts, "total"):
-            get = (lambda s: sum(rows[s][p] for p in parts)) if part == "total" else (lambda s: rows[s][part])
-            table.append({"rank": r, "part": part, "ddp_bytes": get("none"), "fsdp_bytes": get("fsdp"),
-                          "ratio": round(get("fsdp") / get("none"), 4)})
+            ddp, fsdp = (sum(rows[s][p] for p in parts) if part == "total" else rows[s][part] for s in SHARDINGS)
+            table.append({"rank": r, "part": part, "ddp_bytes": ddp, "fsdp_bytes": fsdp,
+                          "ratio": round(fsdp / ddp, 4)})
     result = {"command": cmd, "model": {**MODEL, "family": "llama", "parameters": raw["parameters"], "dtype": "float32"},
               "world_size": len(ranks), "config": CONFIG, "rows": table,
               "environment": versions("python", "torch", "transformers", "accelerate")}

@@ -115,3 +115,11 @@ def test_generated_zero_config(tmp_path, offload):
         "deepspeed": str(given)
     }
     assert sharding.training_kwargs(_cfg(sharding="fsdp"), tmp_path) == {}
+
+
+def test_tied_embeddings_are_refused_by_fsdp_not_silently_untied():
+    from prunetune.builtin.tiny import tiny_model
+
+    model = tiny_model("llama", tie_word_embeddings=True)[0]
+    with pytest.raises(UserError, match="tied input/output embeddings"):
+        sharding.shard(model, _cfg(sharding="fsdp"))

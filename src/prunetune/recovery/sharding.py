@@ -115,6 +115,10 @@ def shard(model, cfg):
         return model
     from transformers import PreTrainedModel
 
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    if out is not None and inp.weight is out.weight:  # torch 2.13 refuses a tied weight in two FSDP groups
+        raise UserError(f"sharding: {cfg.sharding} does not support tied input/output embeddings yet "
+                        "(tie_word_embeddings: true); use sharding: none or zero2")
     world = dist.world_size()
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if cfg.sharding == "hybrid_fsdp" else world
     config, mesh = _mesh(world // local, local, bool(cfg.cpu_offload))
@@ -191,10 +195,12 @@ def shard_like(full: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
 
 def max_abs(model: torch.nn.Module) -> float:
     """The largest |weight| over the whole model, the same on every rank even when it is sharded."""
+    from torch.distributed.tensor import DTensor
+
+    params = list(model.parameters())
     with torch.no_grad():
-        parts = [local_tensor(p.detach()) for p in model.parameters()]
-        m = max((float(t.abs().max()) for t in parts if t.numel()), default=0.0)
-    if any(t is not p for t, p in zip(parts, model.parameters(), strict=True)):
+        m = max((float(t.abs().max()) for t in (local_tensor(p.detach()) for p in params) if t.numel()), default=0.0)
+    if any(isinstance(p, DTensor) for p in params):
         import torch.distributed as tdist
 
         m_t = torch.tensor([m], dtype=torch.float64, device=_comm_device())

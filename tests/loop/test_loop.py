@@ -457,3 +457,12 @@ def test_a_damage_sized_cut_is_scored_once(tmp_path, monkeypatch):
     cuts = [m for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")
             if m["event"] == "prune" and m["step"]["mlp_neurons"]]
     assert summary["completed_iterations"] >= 1 and len(calls) == len(cuts) >= 1
+
+
+def test_a_sharding_that_cannot_run_is_refused_before_loading(tmp_path, capsys):
+    assert run_cli("validate", "smoke", "recovery.carry_optimizer=true", "recovery.config.sharding=zero2") == 2
+    assert "carry_optimizer cannot carry AdamW moments" in capsys.readouterr().err
+    assert run_cli("validate", "smoke", "recovery.config.sharding=fsdp") == 0  # validating needs no launch
+    assert run_cli("run", "smoke", f"output_dir={tmp_path / 'r'}", "recovery.config.sharding=fsdp") == 2
+    assert "needs several processes" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -110,7 +110,12 @@ def execute(args):
     from prunetune.config import parse_overrides
 
     overrides = parse_overrides(args.overrides)
-    check_environment(resolve_config(args.method, overrides))  # unknown method / key fails before any loading
+    from prunetune.recovery import sharding
+
+    # an unknown method / key, or a sharding this launch cannot run, fails before any loading
+    cfg = resolve_config(args.method, overrides)
+    sharding.check(cfg, key="config")
+    check_environment(cfg)
     if args.teacher and args.method != "distill":
         raise UserError("--teacher is only used by --method distill")
     if args.method == "distill" and not args.teacher:

@@ -210,13 +210,14 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
     Local files (model, data, calibration) and the software a run needs (vLLM) are checked only
     `for_run`: a paper-scale recipe must validate and plan on a machine that holds none of them.
     """
-    from prunetune.recovery import check_environment, resolve_config
+    from prunetune.recovery import check_environment, resolve_config, sharding
     from prunetune.tasks import get_task
 
     check_spec(step_spec(recipe, Step()))
     r = recipe.recovery
     if r.method != "none":
         cfg = resolve_config(r.method, r.config, "recovery.config")
+        sharding.check(cfg, carry_optimizer=r.carry_optimizer, for_run=for_run)
         if (r.global_schedule or r.total_steps) and cfg.max_steps is None:
             raise UserError(
                 "recovery.global_schedule and recovery.total_steps need recovery.config.max_steps "

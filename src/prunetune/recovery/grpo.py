@@ -2,7 +2,8 @@
 
 Defaults keep the paper's 8 samples per prompt and temperature 1.0 but short completions for a CPU.
 The optimizer state is carried like the other tuners' (our AdamW is passed to GRPOTrainer).
-With beta > 0 the reference model is a frozen in-memory copy of the policy at the start of this call:
+With beta > 0 the reference model is a frozen in-memory copy of the policy at the start of this call
+(a full copy on every rank, also under sharding):
 trl would otherwise reload it from `config._name_or_path`, i.e. the model before pruning.
 """
 
@@ -93,10 +94,14 @@ def _trainer_cls():
     from trl import GRPOTrainer
 
     class GRPORecoveryTrainer(FiniteLossMixin, GRPOTrainer):
-        def __init__(self, *args, beta: float = 0.0, **kwargs):
+        def __init__(self, *args, ref=None, beta: float = 0.0, **kwargs):
             super().__init__(*args, **kwargs)
-            if beta:
-                ref = copy.deepcopy(self.accelerator.unwrap_model(self.model)).eval().requires_grad_(False)
+            if beta:  # `ref` is copied before fit() shards the policy (FSDP2 modules cannot be copied)
+                from trl.trainer import add_fused_lm_head
+
+                ref = ref.eval().requires_grad_(False)
+                # what GRPOTrainer does to a reference model of its own: log-probs in chunks, no full logits
+                add_fused_lm_head(ref, temperature=self.temperature, cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32)
                 self.ref_model = self.accelerator.prepare_model(ref, evaluation_mode=True)
                 self.beta = beta
 
@@ -149,5 +154,6 @@ def train(model, tokenizer, records: list[dict], cfg: GRPORecoveryConfig, ctx: C
         extra_metrics=("reward", "reward_std", "frac_reward_zero_std", "kl"),
         reward_funcs=list(funcs),
         check_loss=False,  # GRPO's loss is an advantage-weighted ratio, not a fit: its size means little
+        ref=copy.deepcopy(model) if cfg.beta else None,
         beta=cfg.beta,
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from prunetune.errors import UserError
+from prunetune.recovery.sharding import full_tensor, shard_like
 
 SCHEDULE_TYPES = ("cosine", "linear", "constant", "wsd")
 
@@ -81,7 +82,8 @@ def make_optimizer(
     """AdamW over the trainable parameters (decay on matrices only), with carried state loaded by NAME.
 
     State keyed by name (not by position, as torch's state_dict is) survives pruning between calls:
-    entries whose name is gone or whose shape changed are skipped, and their count is returned.
+    entries whose name is gone or whose shape changed are skipped, and their count is returned. The
+    state is full-size; a parameter sharded by FSDP2 gets its own shard of it.
     """
     named = named_trainable(model)
     decay = [p for n, p in named if p.ndim >= 2]
@@ -102,21 +104,23 @@ def make_optimizer(
             continue
         opt.state[p] = {
             "step": torch.as_tensor(st["step"], dtype=torch.float32).clone(),
-            "exp_avg": st["exp_avg"].to(device=p.device, dtype=p.dtype).clone(),
-            "exp_avg_sq": st["exp_avg_sq"].to(device=p.device, dtype=p.dtype).clone(),
+            "exp_avg": shard_like(st["exp_avg"], p),
+            "exp_avg_sq": shard_like(st["exp_avg_sq"], p),
         }
     return opt, skipped
 
 
 def export_optimizer_state(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
-    """{param_name: {"exp_avg", "exp_avg_sq", "step"}} on CPU, for the next call's `optimizer_state`."""
+    """{param_name: {"exp_avg", "exp_avg_sq", "step"}} on CPU, for the next call's `optimizer_state`.
+
+    Sharded moments are gathered whole on every rank (each rank slices them with the next cut)."""
     out = {}
     for name, p in named_trainable(model):
         st = opt.state.get(p)
         if st and "exp_avg" in st:
             out[name] = {
-                "exp_avg": st["exp_avg"].detach().to("cpu").clone(),
-                "exp_avg_sq": st["exp_avg_sq"].detach().to("cpu").clone(),
+                "exp_avg": full_tensor(st["exp_avg"].detach()).to("cpu").clone(),
+                "exp_avg_sq": full_tensor(st["exp_avg_sq"].detach()).to("cpu").clone(),
                 "step": torch.as_tensor(st["step"]).detach().to("cpu").clone(),
             }
     return out

@@ -22,6 +22,7 @@ from prunetune.config import bounded
 from prunetune.errors import UserError
 from prunetune.io import append_jsonl
 from prunetune.recovery import lora as lora_lib
+from prunetune.recovery import sharding
 from prunetune.recovery.schedule import GlobalSchedule, export_optimizer_state, make_optimizer
 from prunetune.registry import Registry
 
@@ -99,6 +100,8 @@ class CommonConfig:
             raise UserError("recovery.config.cpu_offload needs a sharding (fsdp, hybrid_fsdp, zero2 or zero3)")
         if self.deepspeed_config is not None and self.sharding not in ("zero2", "zero3"):
             raise UserError("recovery.config.deepspeed_config needs sharding: zero2 or zero3")
+        if self.lora is not None and self.sharding in sharding.FSDP:
+            raise UserError(f"recovery.config.lora is not supported with sharding: {self.sharding} (use none or zero2)")
 
 
 @dataclass
@@ -181,8 +184,7 @@ class DivergenceCallback(TrainerCallback):
         self.w0 = self.loss0 = None
 
     def _max_abs(self) -> float:
-        with torch.no_grad():
-            return max(float(p.detach().abs().max()) for p in self.model.parameters() if p.numel())
+        return sharding.max_abs(self.model)
 
     def on_train_begin(self, args, state, control, **kw):
         self.w0 = max(self._max_abs(), 1e-3)
@@ -250,8 +252,44 @@ class BarOnlyProgress(ProgressCallback):
             self.training_bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
 
 
+class OwnOptimizer:
+    """Makes our AdamW (with the carried moments) and schedule when the Trainer asks for them."""
+
+    def __init__(self, cfg: CommonConfig, state: dict | None, schedule: GlobalSchedule):
+        self.cfg, self.state, self.schedule = cfg, state, schedule
+        self.made, self.skipped = None, 0
+
+    def optimizer(self, model):
+        c = self.cfg
+        betas = (c.adam_beta1, c.adam_beta2)
+        self.made, self.skipped = make_optimizer(
+            model, lr=c.learning_rate, weight_decay=c.weight_decay, betas=betas, eps=c.adam_epsilon,
+            optimizer_state=self.state,
+        )
+        return self.made
+
+
+class OwnOptimizerMixin:
+    """The Trainer builds our optimizer itself (it refuses a ready one under FSDP or DeepSpeed), at the
+    moment it would build its own: after FSDP2 sharded the model, so each parameter is its shard and
+    takes its shard of the carried moments; DeepSpeed then wraps it."""
+
+    own: OwnOptimizer
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            self.optimizer = self.own.optimizer(self.model if model is None else model)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = self.own.schedule.lambda_lr(self.optimizer if optimizer is None else optimizer)
+        return self.lr_scheduler
+
+
 def training_args(cfg: CommonConfig, ctx: Context, *, args_cls=TrainingArguments, **extra) -> TrainingArguments:
     """TrainingArguments (or a TRL config) for this call: CPU-safe, no checkpoints, no reporting."""
+    sharding.check(cfg)
     cuda = torch.cuda.is_available()
     if cfg.bf16 and not (cuda and torch.cuda.is_bf16_supported()):
         raise UserError("config key 'bf16' needs a GPU with bf16 support; set bf16=false on CPU")
@@ -279,6 +317,7 @@ def training_args(cfg: CommonConfig, ctx: Context, *, args_cls=TrainingArguments
         ddp_find_unused_parameters=False,
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
+        **sharding.training_kwargs(cfg, ctx.work_dir),
     )
     kwargs.update(extra)
     return args_cls(**kwargs)
@@ -312,34 +351,28 @@ def fit(
     check_loss: bool = True,
     **trainer_kwargs,
 ) -> RecoveryResult:
-    """Train `model` in place (LoRA merged afterwards) with our AdamW + LambdaLR; returns the result."""
-    model.to(args.device)
+    """Train `model` (LoRA merged afterwards) with our AdamW + LambdaLR; returns the result. Sharded
+    (fsdp, zero3), the result's model is a new plain module holding the gathered weights."""
+    if cfg.sharding not in sharding.FSDP:  # FSDP2 places its shards itself (on CPU when offloading)
+        model.to(args.device)
     use_lora = cfg.lora is not None
     train_model = lora_lib.wrap(model, cfg.lora, cfg.seed) if use_lora else model
     if cfg.gradient_checkpointing:
         train_model.config.use_cache = False
-    opt, skipped = make_optimizer(
-        train_model,
-        lr=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        betas=(cfg.adam_beta1, cfg.adam_beta2),
-        eps=cfg.adam_epsilon,
-        optimizer_state=None if use_lora else ctx.optimizer_state,
-    )
+    shell = sharding.skeleton(train_model) if cfg.sharding in sharding.GATHERED else None
+    train_model = sharding.shard(train_model, cfg)
     schedule = ctx.schedule or GlobalSchedule(
         args.max_steps, 0, cfg.warmup_ratio, cfg.lr_scheduler_type, cfg.decay_ratio
     )
-    sched = schedule.lambda_lr(opt)
-    cb = MetricsCallback(
-        ctx.metrics_path, extra_metrics, cfg.max_tokens, ctx.schedule.start_step if ctx.schedule else 0
-    )
-    trainer = trainer_cls(
+    optimizer = OwnOptimizer(cfg, None if use_lora else ctx.optimizer_state, schedule)
+    offset = ctx.schedule.start_step if ctx.schedule else 0
+    cb = MetricsCallback(ctx.metrics_path, extra_metrics, cfg.max_tokens, offset)
+    trainer = type(trainer_cls.__name__, (OwnOptimizerMixin, trainer_cls), {"own": optimizer})(
         model=train_model,
         args=args,
         train_dataset=train_dataset,
         processing_class=tokenizer,
         callbacks=[cb, DivergenceCallback(train_model, check_loss=check_loss)],
-        optimizers=(opt, sched),
         **trainer_kwargs,
     )
     trainer.remove_callback(PrinterCallback)
@@ -347,8 +380,12 @@ def fit(
     if ctx.progress:  # a bar with the loss on it; the per-step dicts go to metrics.jsonl, not the terminal
         trainer.add_callback(BarOnlyProgress)
     trainer.train()
-    state = None if use_lora else export_optimizer_state(train_model, opt)
-    out = lora_lib.merge(train_model) if use_lora else model
+    carry = not use_lora and cfg.sharding not in sharding.ZERO  # ZeRO's moments are not per parameter
+    state = export_optimizer_state(train_model, optimizer.made) if carry else None
+    held = sharding.rank_bytes(train_model, optimizer.made)
+    if shell is not None:
+        train_model = sharding.gather_model(trainer.model, shell, args.device)
+    out = lora_lib.merge(train_model) if use_lora else train_model
     out.eval()
     tokens = int(trainer.state.num_input_tokens_seen or (cb.metrics[-1]["tokens"] if cb.metrics else 0))
     return RecoveryResult(
@@ -357,5 +394,6 @@ def fit(
         tokens_seen=tokens,
         steps=int(trainer.state.global_step),
         optimizer_state=state,
-        info={"optimizer_state_skipped": skipped, "world_size": args.world_size, "max_steps": args.max_steps},
+        info={"optimizer_state_skipped": optimizer.skipped, "world_size": args.world_size,
+              "max_steps": args.max_steps, "rank_bytes": held},
     )

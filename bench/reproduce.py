@@ -208,8 +208,14 @@ SCHEDULES |= {
                         [*CARRY, "recovery.allocation=damage", "recovery.min_share=0.1"]),
     "gradual_8_damage_floor": ("gradual_8", "damage-sized cuts, damage-allocated steps, 5% floor per cut", 8,
                                [*CARRY, *_DAMAGE, "recovery.min_share=0.05"]),
+    # FINDINGS 9's hand split ran each cut's recovery with a fresh AdamW: the same allocator without the carry
+    "gradual_4_floor_fresh": ("gradual_4", "fresh AdamW per cut, damage-allocated steps, 10% floor per cut", 4,
+                              ["schedule.shape=front_loaded", "recovery.carry_optimizer=false",
+                               "recovery.global_schedule=false", "recovery.allocation=damage",
+                               "recovery.min_share=0.1"]),
 }
-TOTAL_STEPS_SCHEDULES = ("gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor")
+TOTAL_STEPS_SCHEDULES = ("gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
+                         "gradual_4_floor_fresh")
 """Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""
 EXPERIMENTS = {
     "gradual_vs_oneshot": ["one_shot", "gradual_4_naive", "gradual_4_better", "gradual_4_carry"],

@@ -22,7 +22,8 @@ class ModelShape:
     o_bias: bool = False
     mlp_bias: bool = False
     norms_per_layer: int = 2
-    qk_norm: bool = False
+    qk_norm: str | None = None
+    """None, "head" (one head_dim weight each for q and k) or "proj" (one weight per q / k row)."""
 
     @classmethod
     def from_config(cls, config) -> ModelShape:
@@ -59,8 +60,10 @@ class ModelShape:
             n += q * d + 2 * kv * d
         if self.o_bias:
             n += h
-        if self.qk_norm:
+        if self.qk_norm == "head":
             n += 2 * d
+        elif self.qk_norm == "proj":
+            n += (q + kv) * d
         return n
 
     def mlp_params_per_layer(self) -> int:

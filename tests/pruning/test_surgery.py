@@ -210,3 +210,18 @@ def test_constraints():
     uneven = PruningPlan(mlp_neurons={0: [1], 1: [1, 2], 2: [1], 3: [1]})
     with pytest.raises(UserError, match="same number"):
         uneven.validate(shape)
+
+
+@pytest.mark.parametrize("family, allowed", [("llama", False), ("gemma3_text", False), ("olmo2", True)])
+def test_heads_that_do_not_divide_hidden(family, allowed, tmp_path):
+    """Llama and Gemma configs reject hidden_size % num_attention_heads != 0: refused before any cut."""
+    model, tok = tiny_model(family, hidden_size=96, num_attention_heads=6, num_key_value_heads=6)
+    plan = PruningPlan(kv_groups={i: [0] for i in range(4)})  # 5 heads left
+    if not allowed:
+        with pytest.raises(UserError, match="5 query heads left do not divide hidden_size=96"):
+            apply_plan(model, plan)
+        assert model.model.layers[0].self_attn.q_proj.out_features == 96
+        return
+    apply_plan(model, plan)
+    reloaded = AutoModelForCausalLM.from_pretrained(save_checkpoint(model, tok, tmp_path / "m"))
+    assert reloaded.config.num_attention_heads == 5

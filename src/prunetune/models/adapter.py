@@ -52,6 +52,9 @@ class FamilyAdapter:
     then normalised over the kept width only, as if the removed heads had never existed)."""
     qk_norms: tuple[tuple[str, str], ...] = (("q_norm", "q"), ("k_norm", "k"))
     """Attributes of those norms on the attention module and the row block each normalises."""
+    heads_divide_hidden: bool = False
+    """The family's transformers config rejects a hidden_size that num_attention_heads does not divide
+    (Llama, Gemma 2 / 3), even with an explicit head_dim: KV-group pruning must leave a divisor."""
     per_layer_config: tuple[str, ...] = ("layer_types",)
     """Config lists with one entry per decoder layer, sliced with the layers when layers are removed."""
     tiny_config: dict = field(default_factory=dict)

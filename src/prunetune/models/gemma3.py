@@ -7,6 +7,7 @@ ADAPTER = FamilyAdapter(
     model_type="gemma3_text",
     norms_per_layer=4,
     qk_norm="head",
+    heads_divide_hidden=True,
     tiny_config={"sliding_window": 8, "sliding_window_pattern": 2, "query_pre_attn_scalar": 16,
                  "tie_word_embeddings": True},
 )

@@ -24,6 +24,7 @@ class ModelShape:
     norms_per_layer: int = 2
     qk_norm: str | None = None
     """None, "head" (one head_dim weight each for q and k) or "proj" (one weight per q / k row)."""
+    heads_divide_hidden: bool = False
 
     @classmethod
     def from_config(cls, config) -> ModelShape:
@@ -46,6 +47,7 @@ class ModelShape:
             mlp_bias=a.flag(config, a.mlp_bias),
             norms_per_layer=a.norms_per_layer,
             qk_norm=a.qk_norm,
+            heads_divide_hidden=a.heads_divide_hidden,
         )
 
     @property

@@ -39,3 +39,13 @@ def test_width_rules_for_sharding_and_4bit_kernels():
     assert "not a multiple of 128" in width_issues(14784, 32, 8, 8)[0]  # 1848 per rank
     assert "do not split over 8 ranks" in width_issues(14336, 28, 4, 8)[0]
     assert "does not split" in width_issues(1000, 32, 8, 3)[1]
+
+
+def test_kv_pruned_qwen2_whose_heads_do_not_divide_hidden_stays_a_loadable_qwen2(tmp_path):
+    model, tok = tiny_model("qwen2", hidden_size=96, head_dim=32, num_attention_heads=6, num_key_value_heads=6)
+    with torch.no_grad():
+        apply_plan(model, PruningPlan(kv_groups={i: [0] for i in range(4)}))  # 5 heads: 96 % 5 != 0
+    assert serving_rewrite(model) is None  # transformers' Llama config would reject hidden 96 with 5 heads
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    back = AutoModelForCausalLM.from_pretrained(save_checkpoint(model, tok, tmp_path / "m"))
+    assert back.config.model_type == "qwen2" and torch.equal(back(ids).logits, model(ids).logits)

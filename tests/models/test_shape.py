@@ -18,6 +18,9 @@ def test_unsupported_family_is_user_error():
 
     with pytest.raises(UserError, match="unsupported model family 'gpt2'.*llama"):
         get_adapter(C())
+    C.model_type = "gemma3"  # the multimodal Gemma 3: the error points at its text-only model type
+    with pytest.raises(UserError, match="'gemma3' \\(multimodal.*'gemma3_text'"):
+        get_adapter(C())
 
 
 def test_unknown_tiny_family_suggests():

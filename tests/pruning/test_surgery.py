@@ -33,18 +33,41 @@ def _model(family, dtype=torch.float32):
     return model, tok
 
 
+class _KeptRowsNorm(torch.nn.Module):
+    """A norm over the whole q or k width (OLMo 2) taken over the kept rows only: with the removed heads'
+    o_proj columns zeroed, their rows need no value, and the kept heads must not see them in the RMS."""
+
+    def __init__(self, norm: torch.nn.Module, keep: torch.Tensor):
+        super().__init__()
+        self.sub, self.keep = copy.deepcopy(norm), keep
+        self.sub.weight = torch.nn.Parameter(norm.weight[keep])
+
+    def forward(self, x):
+        out = x.clone()
+        out[..., self.keep] = self.sub(x[..., self.keep])
+        return out
+
+
 @torch.no_grad()
 def _zero(model, plan: PruningPlan):
     """Zero the removed units' contribution to the residual stream without changing any shape."""
     a = get_adapter(model)
     shape = ModelShape.from_config(model.config)
+    d, gs = shape.head_dim, shape.group_size
     for i, layer in enumerate(a.layers(model)):
         down, o = a.mlp_out_linear(layer), a.attn_out_linear(layer)
         for n in plan.mlp_neurons.get(i, []):
             down.weight[:, n] = 0
         for g in plan.kv_groups.get(i, []):
-            for h in range(g * shape.group_size, (g + 1) * shape.group_size):
-                o.weight[:, h * shape.head_dim:(h + 1) * shape.head_dim] = 0
+            o.weight[:, g * gs * d:(g + 1) * gs * d] = 0
+        removed = plan.kv_groups.get(i, [])
+        for rb in a.attn_row_norms(layer) if removed else []:
+            width, group_rows = {"q": (shape.num_attention_heads * d, gs * d), "k": (shape.num_key_value_heads * d, d)}[
+                rb.blocks[0]]
+            keep = torch.tensor([r for r in range(width) if r // group_rows not in removed])
+            attn = a.attn(layer)
+            name = next(n for n, m in attn.named_children() if m is rb.linear)
+            setattr(attn, name, _KeptRowsNorm(rb.linear, keep))
         if i in plan.layers:
             for lin in (down, o):
                 lin.weight.zero_()
@@ -103,12 +126,33 @@ def test_reload_with_stock_from_pretrained(family, tmp_path):
     assert torch.equal(gen, seq)
 
 
-def test_gemma2_layer_types_resliced():
-    model, _ = _model("gemma2")
-    before = list(model.config.layer_types)
+@pytest.mark.parametrize("family, key", [("gemma2", "layer_types"), ("gemma3_text", "layer_types"),
+                                         ("smollm3", "no_rope_layers")])
+def test_per_layer_config_lists_follow_the_layers(family, key):
+    model, _ = _model(family)
+    before = list(getattr(model.config, key))
+    assert len(set(before)) > 1  # a mixed pattern, so a wrong slice shows
     apply_plan(model, PruningPlan(layers=[0]))
-    assert model.config.layer_types == before[1:]
+    assert getattr(model.config, key) == before[1:]
     assert [a.self_attn.layer_idx for a in model.model.layers] == [0, 1, 2]
+
+
+def test_granite_multipliers_survive_pruning_and_reload(tmp_path):
+    model, tok = _model("granite")
+    keys = ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling")
+    before = {k: getattr(model.config, k) for k in keys}
+    assert all(v != 1.0 for v in before.values())  # not the defaults, so a dropped one shows
+    apply_plan(model, _plan(model, mlp=16, kv=1, layers=[1]))
+    reloaded = AutoModelForCausalLM.from_pretrained(save_checkpoint(model, tok, tmp_path / "m"))
+    assert {k: getattr(reloaded.config, k) for k in keys} == before
+
+
+def test_olmo2_whole_width_qk_norms_are_sliced_with_their_heads():
+    model, _ = _model("olmo2")
+    attn = model.model.layers[0].self_attn
+    q_w, k_w = attn.q_norm.weight.detach().clone(), attn.k_norm.weight.detach().clone()
+    apply_plan(model, PruningPlan(kv_groups={i: [0] for i in range(4)}))
+    assert torch.equal(attn.q_norm.weight, q_w[32:]) and torch.equal(attn.k_norm.weight, k_w[16:])
 
 
 def test_bf16_surgery_keeps_dtype():
@@ -166,3 +210,18 @@ def test_constraints():
     uneven = PruningPlan(mlp_neurons={0: [1], 1: [1, 2], 2: [1], 3: [1]})
     with pytest.raises(UserError, match="same number"):
         uneven.validate(shape)
+
+
+@pytest.mark.parametrize("family, allowed", [("llama", False), ("gemma3_text", False), ("olmo2", True)])
+def test_heads_that_do_not_divide_hidden(family, allowed, tmp_path):
+    """Llama and Gemma configs reject hidden_size % num_attention_heads != 0: refused before any cut."""
+    model, tok = tiny_model(family, hidden_size=96, num_attention_heads=6, num_key_value_heads=6)
+    plan = PruningPlan(kv_groups={i: [0] for i in range(4)})  # 5 heads left
+    if not allowed:
+        with pytest.raises(UserError, match="5 query heads left do not divide hidden_size=96"):
+            apply_plan(model, plan)
+        assert model.model.layers[0].self_attn.q_proj.out_features == 96
+        return
+    apply_plan(model, plan)
+    reloaded = AutoModelForCausalLM.from_pretrained(save_checkpoint(model, tok, tmp_path / "m"))
+    assert reloaded.config.num_attention_heads == 5

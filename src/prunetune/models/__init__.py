@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from prunetune.errors import UserError
-from prunetune.models import gemma2, llama, mistral, phi3, qwen2, qwen3
+from prunetune.models import gemma2, gemma3, granite, llama, mistral, olmo2, phi3, qwen2, qwen3, smollm3
 from prunetune.models.adapter import FamilyAdapter, RowBlocks
 
-ADAPTERS: dict[str, FamilyAdapter] = {m.ADAPTER.model_type: m.ADAPTER for m in (llama, mistral, qwen2, qwen3, gemma2, phi3)}
+ADAPTERS: dict[str, FamilyAdapter] = {
+    m.ADAPTER.model_type: m.ADAPTER
+    for m in (llama, mistral, qwen2, qwen3, gemma2, phi3, gemma3, olmo2, smollm3, granite)
+}
 FAMILIES = tuple(ADAPTERS)
+_HINTS = {
+    "gemma3": " (multimodal Gemma 3; only its text-only checkpoints, model_type 'gemma3_text', are supported)",
+}
 
 
 def get_adapter(model_or_config) -> FamilyAdapter:
@@ -16,7 +22,7 @@ def get_adapter(model_or_config) -> FamilyAdapter:
     model_type = getattr(config, "model_type", None)
     if model_type not in ADAPTERS:
         raise UserError(
-            f"unsupported model family '{model_type}'; supported: {', '.join(FAMILIES)}"
+            f"unsupported model family '{model_type}'{_HINTS.get(model_type, '')}; supported: {', '.join(FAMILIES)}"
         )
     return ADAPTERS[model_type]
 

@@ -13,13 +13,14 @@ import torch.nn as nn
 
 @dataclass(frozen=True)
 class RowBlocks:
-    """A Linear whose output rows are consecutive blocks, e.g. fused [gate; up] or [q; k; v].
+    """A Linear whose output rows are consecutive blocks, e.g. fused [gate; up] or [q; k; v], or a norm
+    with one weight entry per such row (OLMo 2's q_norm / k_norm).
 
     `blocks` names each block in order: "mlp" (intermediate_size rows), "q" (heads * head_dim rows),
     "k" / "v" (kv_heads * head_dim rows).
     """
 
-    linear: nn.Linear
+    linear: nn.Module
     blocks: tuple[str, ...]
 
 
@@ -44,8 +45,18 @@ class FamilyAdapter:
     mlp_bias: str | bool = False
     norms_per_layer: int = 2
     """hidden_size-sized RMSNorms in each decoder layer (for parameter counts from a config)."""
-    qk_norm: bool = False
-    """Per-head_dim RMSNorm on queries and keys (Qwen3)."""
+    qk_norm: str | None = None
+    """RMSNorm on queries and keys: "head" = one head_dim-sized weight shared by every head (Qwen3,
+    Gemma 3; KV-group pruning leaves it alone); "proj" = over the whole q / k projection width, one
+    weight entry per output row (OLMo 2; KV-group pruning slices it with the rows, and the kept heads are
+    then normalised over the kept width only, as if the removed heads had never existed)."""
+    qk_norms: tuple[tuple[str, str], ...] = (("q_norm", "q"), ("k_norm", "k"))
+    """Attributes of those norms on the attention module and the row block each normalises."""
+    heads_divide_hidden: bool = False
+    """The family's transformers config rejects a hidden_size that num_attention_heads does not divide
+    (Llama, Gemma 2 / 3), even with an explicit head_dim: KV-group pruning must leave a divisor."""
+    per_layer_config: tuple[str, ...] = ("layer_types",)
+    """Config lists with one entry per decoder layer, sliced with the layers when layers are removed."""
     tiny_config: dict = field(default_factory=dict)
     """Extra config fields for the family's tiny random test model."""
 
@@ -71,6 +82,12 @@ class FamilyAdapter:
 
     def attn_in_blocks(self, layer) -> list[RowBlocks]:
         return [RowBlocks(getattr(layer.self_attn, name), blocks) for name, blocks in self.attn_in]
+
+    def attn_row_norms(self, layer) -> list[RowBlocks]:
+        """Norms whose weight has one entry per q / k projection row ("proj" q/k norms); else none."""
+        if self.qk_norm != "proj":
+            return []
+        return [RowBlocks(getattr(self.attn(layer), name), (block,)) for name, block in self.qk_norms]
 
     def attn_out_linear(self, layer) -> nn.Linear:
         """Its input is the concatenated per-head attention outputs: head_dim columns per query head."""

@@ -2,4 +2,4 @@
 
 from prunetune.models.adapter import FamilyAdapter
 
-ADAPTER = FamilyAdapter(model_type="llama", mlp_bias="mlp_bias", tiny_config={"attention_bias": True, "mlp_bias": True})
+ADAPTER = FamilyAdapter(model_type="llama", mlp_bias="mlp_bias", heads_divide_hidden=True, tiny_config={"attention_bias": True, "mlp_bias": True})

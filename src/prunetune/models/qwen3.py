@@ -2,4 +2,4 @@
 
 from prunetune.models.adapter import FamilyAdapter
 
-ADAPTER = FamilyAdapter(model_type="qwen3", qk_norm=True, tiny_config={})
+ADAPTER = FamilyAdapter(model_type="qwen3", qk_norm="head", tiny_config={})

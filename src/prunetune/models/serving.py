@@ -5,7 +5,9 @@ explicit `head_dim`, so a Qwen2 whose KV groups were pruned (fewer heads of the 
 load there. The same model is exactly a Llama with biases on q/k/v and a zero bias on o_proj (same
 RMSNorm, rotary embedding, SiLU MLP and attention), and vLLM's Llama honours head_dim: such a Qwen2 is
 written as LlamaForCausalLM (logits identical; tested), unless it uses sliding windows, which Llama
-cannot express (then it is written as is, with a warning).
+cannot express, or its heads do not divide hidden_size, which Llama's config rejects (then it is written
+as is, with a warning). Every other family is written as it is: vLLM reads head_dim for Llama, Mistral,
+Qwen3, Gemma 2 / 3, Phi-3 and Granite, and runs OLMo 2 and SmolLM3 through its Transformers backend.
 
 Width rules: tensor-parallel engines split attention heads and the MLP width across ranks, and 4-bit
 kernels (Marlin / GPTQ / AWQ in vLLM) need each rank's slice of the MLP width to be a multiple of 128
@@ -36,6 +38,13 @@ def serving_rewrite(model) -> tuple[dict, dict[str, torch.Tensor]] | None:
         log.warning(
             "this Qwen2 has pruned heads and uses sliding windows: vLLM's Qwen2 cannot load it (it ignores "
             "head_dim) and a Llama cannot express the windows; it is written as Qwen2"
+        )
+        return None
+    if c.hidden_size % c.num_attention_heads:
+        log.warning(
+            f"this Qwen2 has pruned heads and {c.num_attention_heads} heads do not divide hidden_size={c.hidden_size}: "
+            "vLLM's Qwen2 cannot load it (it ignores head_dim) and transformers' Llama config rejects it; it is "
+            "written as Qwen2"
         )
         return None
     layers = model.model.layers

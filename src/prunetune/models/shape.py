@@ -22,7 +22,9 @@ class ModelShape:
     o_bias: bool = False
     mlp_bias: bool = False
     norms_per_layer: int = 2
-    qk_norm: bool = False
+    qk_norm: str | None = None
+    """None, "head" (one head_dim weight each for q and k) or "proj" (one weight per q / k row)."""
+    heads_divide_hidden: bool = False
 
     @classmethod
     def from_config(cls, config) -> ModelShape:
@@ -45,6 +47,7 @@ class ModelShape:
             mlp_bias=a.flag(config, a.mlp_bias),
             norms_per_layer=a.norms_per_layer,
             qk_norm=a.qk_norm,
+            heads_divide_hidden=a.heads_divide_hidden,
         )
 
     @property
@@ -59,8 +62,10 @@ class ModelShape:
             n += q * d + 2 * kv * d
         if self.o_bias:
             n += h
-        if self.qk_norm:
+        if self.qk_norm == "head":
             n += 2 * d
+        elif self.qk_norm == "proj":
+            n += (q + kv) * d
         return n
 
     def mlp_params_per_layer(self) -> int:

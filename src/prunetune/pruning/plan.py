@@ -74,6 +74,11 @@ class PruningPlan:
         if len(self.layers) >= L:
             raise UserError(f"plan.layers: removing {len(self.layers)} of {L} layers leaves none")
         after = self.shape_after(shape)
+        if after.heads_divide_hidden and after.hidden_size % after.num_attention_heads:
+            raise UserError(
+                f"plan.kv_groups: {after.num_attention_heads} query heads left do not divide hidden_size="
+                f"{after.hidden_size}, which {shape.model_type} configs require (transformers would reject the checkpoint)"
+            )
         if after.intermediate_size % constraints.round_to:
             raise UserError(
                 f"MLP width after pruning ({after.intermediate_size}) is not a multiple of round_to={constraints.round_to}"

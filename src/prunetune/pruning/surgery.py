@@ -24,7 +24,7 @@ class _Slicer:
         self.names = {id(p): n for n, p in model.named_parameters()}
         self.state = state
 
-    def __call__(self, linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None):
+    def __call__(self, linear: nn.Module, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None):
         for attr in ("weight", "bias"):
             p = getattr(linear, attr, None)
             if p is None:
@@ -37,10 +37,8 @@ class _Slicer:
                     k: (_take(v, rows, cols if attr == "weight" else None) if v.shape == p.shape else v)
                     for k, v in self.state[name].items()
                 }
-        if rows is not None:
-            linear.out_features = linear.weight.shape[0]
-        if cols is not None:
-            linear.in_features = linear.weight.shape[1]
+        if isinstance(linear, nn.Linear):
+            linear.out_features, linear.in_features = linear.weight.shape
 
 
 def _take(t: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.Tensor:
@@ -100,7 +98,7 @@ def apply_plan(
             keep = {"q": _expand_heads(q_keep, hd), "k": _expand_heads(kv_keep, hd), "v": _expand_heads(kv_keep, hd)}
             sizes = {"q": shape.num_attention_heads * hd, "k": shape.num_key_value_heads * hd,
                      "v": shape.num_key_value_heads * hd}
-            for rb in adapter.attn_in_blocks(layer):
+            for rb in adapter.attn_in_blocks(layer) + adapter.attn_row_norms(layer):
                 slicer(rb.linear, rows=_block_rows(rb.blocks, sizes, keep))
             slicer(adapter.attn_out_linear(layer), cols=keep["q"])
             adapter.set_attn_counts(layer, after.num_attention_heads, after.num_key_value_heads)
@@ -118,8 +116,9 @@ def apply_plan(
             adapter.set_layer_index(layer, new_idx)
         adapter.set_layers(model, new_layers)
         config.num_hidden_layers = len(kept)
-        if getattr(config, "layer_types", None) is not None:
-            config.layer_types = [config.layer_types[i] for i in kept]
+        for key in adapter.per_layer_config:  # layer_types, no_rope_layers, ...
+            if getattr(config, key, None) is not None:
+                setattr(config, key, [getattr(config, key)[i] for i in kept])
         if optimizer_state is not None:
             optimizer_state = _rename(model, old_names, optimizer_state)
     return optimizer_state

@@ -71,3 +71,16 @@ def test_layerwise_from_disk_reads_one_layer_at_a_time(tmp_path, batches):
     lw = score_mlp(empty, "activation", batches, progress=False, layerwise=Layerwise(checkpoint=str(tmp_path)))
     torch.testing.assert_close(lw, full, rtol=1e-5, atol=1e-6)
     assert all(p.is_meta for p in empty.model.layers.parameters())
+
+
+def test_a_layerwise_step_cuts_what_the_whole_model_step_cuts(batches):
+    """prune.layerwise reaches every scorer the step runs; a recipe asking taylor layer-wise fails its check."""
+    from prunetune.pruning.prune import StepSpec, check_spec, decide
+
+    model, _ = tiny_model("gemma2")
+    spec = dict(mlp_neurons=16, kv_groups=1, layers=1)
+    whole = decide(model, StepSpec(**spec), batches, progress=False)
+    lw = decide(model, StepSpec(**spec, layerwise=True), batches, progress=False)
+    assert lw.to_dict() == whole.to_dict()
+    with pytest.raises(UserError, match=r"prune\.layerwise: the KV-group scorer 'taylor'"):
+        check_spec(StepSpec(kv_importance="taylor", layerwise=True))

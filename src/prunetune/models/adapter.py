@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn as nn
 
 
@@ -46,8 +47,17 @@ class FamilyAdapter:
     """hidden_size-sized RMSNorms in each decoder layer (for parameter counts from a config)."""
     qk_norm: bool = False
     """Per-head_dim RMSNorm on queries and keys (Qwen3)."""
+    final_logit_softcap: str | None = None
+    """Config field of the cap the family applies to its output logits (tanh(x / cap) * cap), if any."""
     tiny_config: dict = field(default_factory=dict)
     """Extra config fields for the family's tiny random test model."""
+
+    def output_logits(self, model, hidden):
+        """The logits the causal-LM head makes of final hidden states (for callers that run the head on
+        chunks of positions, e.g. chunked distillation); equal to `model(...).logits` at those positions."""
+        logits = model.get_output_embeddings()(hidden)
+        cap = getattr(model.config, self.final_logit_softcap, None) if self.final_logit_softcap else None
+        return torch.tanh(logits / cap) * cap if cap else logits
 
     def flag(self, config, value: str | bool) -> bool:
         return bool(getattr(config, value, False)) if isinstance(value, str) else bool(value)

@@ -49,7 +49,7 @@ def test_layerwise_scores_equal_the_whole_model_pass(family, batches, monkeypatc
 )
 def test_whole_model_scorers_refuse_layerwise(fn, method, batches):
     model, _ = tiny_model("llama")
-    with pytest.raises(UserError, match=r"prune\.layerwise: the .* '" + method + "' .*; turn prune\.layerwise off"):
+    with pytest.raises(UserError, match=r"prune\.layerwise: the .* '" + method + r"' .*; turn prune\.layerwise off"):
         fn(model, method, batches, progress=False, layerwise=True)
 
 

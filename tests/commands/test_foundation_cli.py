@@ -91,6 +91,7 @@ def _bad_dirs(tmp_path, llama_dir):
         ("gqa", "tensor_parallel=2"),
         ("layer_range", "out of range"),
         ("exists", "already exists"),
+        ("layerwise_taylor", "prune.layerwise: the MLP scorer 'taylor'"),
     ],
 )
 def test_bad_input_one_line_exit_2(case, message, llama_dir, tmp_path, capsys):
@@ -108,6 +109,7 @@ def test_bad_input_one_line_exit_2(case, message, llama_dir, tmp_path, capsys):
         "all_layers": ["--layers", "4"],
         "gqa": ["--kv-groups", "1", "--tensor-parallel", "2"],
         "layer_range": ["--layer-ids", "9"],
+        "layerwise_taylor": ["--mlp-fraction", "0.5", "--importance", "taylor", "--layerwise"],
     }.get(case, ["--mlp-fraction", "0.5"])
     if case == "exists":
         out.mkdir()

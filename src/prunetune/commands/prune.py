@@ -23,6 +23,11 @@ def register(sub):
     p.add_argument("--kv-importance", default="activation", help="KV-group scorer")
     p.add_argument("--layer-importance", default="block_influence", help="layer scorer")
     p.add_argument(
+        "--layerwise",
+        action="store_true",
+        help="score one decoder layer at a time on the GPU (model kept on CPU); forward scorers only",
+    )
+    p.add_argument(
         "--calibration",
         default="arith",
         help="calibration text: a text source (arith, the default) or a JSONL/txt/parquet/datasets path",
@@ -92,6 +97,7 @@ def run(args) -> int:
             kv_importance=args.kv_importance,
             layer_importance=args.layer_importance,
             mlp_options=options,
+            layerwise=args.layerwise,
         )
     )
     model, tok = load_model(src, args.dtype)
@@ -114,6 +120,7 @@ def run(args) -> int:
         kv_importance=args.kv_importance,
         layer_importance=args.layer_importance,
         mlp_options=options,
+        layerwise=args.layerwise,
     )
     if not (spec.mlp_neurons or spec.kv_groups or spec.removes_layers):
         raise UserError(

@@ -119,7 +119,7 @@ class Loop:
         if candidates:
             batches, general = self._calibration(tok, state.completed + 1)
             scores = score_mlp(model, p.mlp_importance, batches, general_batches=general, seed=self.recipe.seed,
-                               progress=False, options=p.mlp_options)
+                               progress=False, options=p.mlp_options, layerwise=p.layerwise)
             held_out = self._held_out(tok)
             before = held_out_loss(model, held_out)
             losses = mlp_cut_losses(model, scores, candidates, held_out)
@@ -143,7 +143,7 @@ class Loop:
             return 0.0
         p = self.recipe.prune
         scores = score_mlp(model, p.mlp_importance, batches, general_batches=general, seed=self.recipe.seed,
-                           progress=False, options=p.mlp_options)
+                           progress=False, options=p.mlp_options, layerwise=p.layerwise)
         return mlp_cut_losses(model, scores, [remaining], self._held_out_batches)[0] - now
 
     def _calibration(self, tok, iteration: int):

@@ -193,6 +193,7 @@ def step_spec(recipe: Recipe, step: Step) -> StepSpec:
         mlp_options=p.mlp_options,
         kv_options=p.kv_options,
         layer_options=p.layer_options,
+        layerwise=p.layerwise,
     )
 
 

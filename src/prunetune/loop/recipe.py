@@ -67,6 +67,9 @@ class PruneConfig:
     """Layer scorer (lower = more redundant)."""
     layer_options: dict = field(default_factory=dict)
     """Options of the layer scorer."""
+    layerwise: bool = False
+    """Score one decoder layer at a time on the GPU (the model stays on CPU): one layer plus the
+    calibration activations in accelerator memory, same scores; forward scorers only (not taylor, skip_loss)."""
     calibration: str = "arith"
     """Reasoning calibration text: a registered text source (built in: arith) or a local JSONL/txt/parquet/datasets path."""
     general: str | None = None

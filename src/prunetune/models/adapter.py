@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn as nn
 
 
@@ -57,8 +58,21 @@ class FamilyAdapter:
     (Llama, Gemma 2 / 3), even with an explicit head_dim: KV-group pruning must leave a divisor."""
     per_layer_config: tuple[str, ...] = ("layer_types",)
     """Config lists with one entry per decoder layer, sliced with the layers when layers are removed."""
+    final_logit_softcap: str | None = None
+    """Config field of the cap the family applies to its output logits (tanh(x / cap) * cap), if any."""
+    logits_divisor: str | None = None
+    """Config field the family divides its output logits by (Granite's logits_scaling), if any."""
     tiny_config: dict = field(default_factory=dict)
     """Extra config fields for the family's tiny random test model."""
+
+    def output_logits(self, model, hidden):
+        """The logits the causal-LM head makes of final hidden states (for callers that run the head on
+        chunks of positions, e.g. chunked distillation); equal to `model(...).logits` at those positions."""
+        logits = model.get_output_embeddings()(hidden)
+        if self.logits_divisor:
+            logits = logits / getattr(model.config, self.logits_divisor)
+        cap = getattr(model.config, self.final_logit_softcap, None) if self.final_logit_softcap else None
+        return torch.tanh(logits / cap) * cap if cap else logits
 
     def flag(self, config, value: str | bool) -> bool:
         return bool(getattr(config, value, False)) if isinstance(value, str) else bool(value)

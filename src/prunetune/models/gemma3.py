@@ -8,6 +8,7 @@ ADAPTER = FamilyAdapter(
     norms_per_layer=4,
     qk_norm="head",
     heads_divide_hidden=True,
+    final_logit_softcap="final_logit_softcapping",
     tiny_config={"sliding_window": 8, "sliding_window_pattern": 2, "query_pre_attn_scalar": 16,
                  "tie_word_embeddings": True},
 )

@@ -7,6 +7,7 @@ from prunetune.models.adapter import FamilyAdapter
 ADAPTER = FamilyAdapter(
     model_type="granite",
     mlp_bias="mlp_bias",
+    logits_divisor="logits_scaling",
     tiny_config={"embedding_multiplier": 6.0, "residual_multiplier": 0.5, "attention_multiplier": 0.125,
                  "logits_scaling": 4.0, "attention_bias": True, "mlp_bias": True},
 )

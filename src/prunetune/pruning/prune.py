@@ -34,6 +34,8 @@ class StepSpec:
     """Options of the MLP scorer (see `prunetune ls -v`)."""
     kv_options: dict = field(default_factory=dict)
     layer_options: dict = field(default_factory=dict)
+    layerwise: bool = False
+    """Score one decoder layer at a time on the compute device (importance/layerwise.py)."""
 
     @property
     def removes_layers(self) -> int:
@@ -43,6 +45,7 @@ class StepSpec:
 def check_spec(spec: StepSpec) -> None:
     """Scorer names and options checked before any scoring work (errors name the recipe key)."""
     from prunetune.pruning.importance import KV_SCORERS, LAYER_SCORERS, MLP_SCORERS, check_options
+    from prunetune.pruning.importance.layerwise import check_layerwise
 
     for kind, registry, name, options in (
         ("mlp", MLP_SCORERS, spec.mlp_importance, spec.mlp_options),
@@ -51,6 +54,8 @@ def check_spec(spec: StepSpec) -> None:
     ):
         registry.entry(name)
         check_options(registry, name, options, f"prune.{kind}_options")
+        if spec.layerwise:
+            check_layerwise(registry, name)
 
 
 def decide(
@@ -83,14 +88,17 @@ def decide(
             seed=seed,
             progress=progress,
             options=spec.mlp_options,
+            layerwise=spec.layerwise,
         )
     if spec.kv_groups:
         kv_scores = importance.score_kv_groups(
-            model, spec.kv_importance, calibration, seed=seed, progress=progress, options=spec.kv_options
+            model, spec.kv_importance, calibration, seed=seed, progress=progress, options=spec.kv_options,
+            layerwise=spec.layerwise,
         )
     if spec.layers and not spec.layer_ids:
         layer_scores = importance.score_layers(
-            model, spec.layer_importance, calibration, progress=progress, options=spec.layer_options
+            model, spec.layer_importance, calibration, progress=progress, options=spec.layer_options,
+            layerwise=spec.layerwise,
         )
     meta = {
         "shape_before": shape.to_dict(),

@@ -3,11 +3,12 @@
 Scores come from temporary hooks over calibration batches (calibration.py); hooks are removed,
 `model.training`, `requires_grad` and any existing gradients restored afterwards, even on errors.
 Scorers live in mlp.py, kv.py and layers.py and register themselves (scorers.py); `prunetune ls -v`
-lists them with their options.
+lists them with their options. `layerwise=True` runs the forwards one decoder layer at a time (layerwise.py).
 """
 
 from prunetune.pruning.importance import kv, layers, mlp  # noqa: F401  (registers the scorers)
 from prunetune.pruning.importance.calibration import calibration_batches, calibration_inputs
+from prunetune.pruning.importance.layerwise import Layerwise
 from prunetune.pruning.importance.scorers import (
     KV_SCORERS,
     LAYER_SCORERS,
@@ -22,6 +23,7 @@ from prunetune.pruning.importance.scorers import (
 __all__ = [
     "KV_SCORERS",
     "LAYER_SCORERS",
+    "Layerwise",
     "MLP_SCORERS",
     "Calibration",
     "calibration_batches",

@@ -13,12 +13,10 @@ from prunetune.models.shape import ModelShape
 from prunetune.pruning.importance.calibration import (
     TokenMask,
     check_batches,
-    forward,
-    model_device,
-    progress_bar,
     scoring_pass,
     taylor_pass,
 )
+from prunetune.pruning.importance.layerwise import layerwise_capable, run_forwards, scoring_device
 from prunetune.pruning.importance.scorers import KV_SCORERS, Calibration
 
 
@@ -33,34 +31,33 @@ def head_grams(o_weight: torch.Tensor, num_heads: int, head_dim: int) -> torch.T
 
 
 @KV_SCORERS.register("activation")
+@layerwise_capable
 def score_activation(model, calib: Calibration) -> torch.Tensor:
     """Per query head, ||head output through o_proj|| averaged over real tokens; summed over each group."""
     batches, progress = check_batches(calib.batches), calib.progress
     adapter = get_adapter(model)
     shape = ModelShape.from_config(model.config)
     heads, d = shape.num_attention_heads, shape.head_dim
-    device = model_device(model)
-    head_sum = torch.zeros(shape.num_hidden_layers, heads, device=device)
+    head_sum = torch.zeros(shape.num_hidden_layers, heads, device=scoring_device(model, calib.layerwise))
+    grams: dict[int, torch.Tensor] = {}  # read in the hook, where o_proj's weight is (layer-wise: its turn)
     mask = TokenMask()
-    tokens = 0.0
 
-    def make_hook(idx: int, gram: torch.Tensor):
+    def make_hook(idx: int):
         def hook(module, args):
+            if idx not in grams:
+                grams[idx] = head_grams(module.weight, heads, d)
             x = args[0].reshape(-1, heads, d).float().transpose(0, 1)  # [heads, tokens, d]
-            sq = (torch.bmm(x, gram) * x).sum(dim=-1)  # [heads, tokens]
+            sq = (torch.bmm(x, grams[idx]) * x).sum(dim=-1)  # [heads, tokens]
             head_sum[idx] += mask.masked_sum(sq.clamp_min_(0).sqrt_().T)
 
         return hook
 
     with scoring_pass(model) as handles:
         for idx, layer in enumerate(adapter.layers(model)):
-            o_proj = adapter.attn_out_linear(layer)
-            handles.append(
-                o_proj.register_forward_pre_hook(make_hook(idx, head_grams(o_proj.weight, heads, d)))
-            )
-        for batch in progress_bar(batches, "scoring KV groups (activation)", progress):
-            forward(model, batch, mask)
-            tokens += float(batch["attention_mask"].sum())
+            handles.append(adapter.attn_out_linear(layer).register_forward_pre_hook(make_hook(idx)))
+        run_forwards(model, batches, mask, layerwise=calib.layerwise, desc="scoring KV groups (activation)",
+                     progress=progress)
+    tokens = sum(float(b["attention_mask"].sum()) for b in batches)
     per_head = head_sum.cpu() / max(tokens, 1.0)
     return per_head.reshape(shape.num_hidden_layers, shape.num_key_value_heads, shape.group_size).sum(dim=-1)
 

@@ -13,12 +13,11 @@ from prunetune.models import get_adapter
 from prunetune.pruning.importance.calibration import (
     TokenMask,
     check_batches,
-    forward,
     mean_loss,
-    model_device,
     progress_bar,
     scoring_pass,
 )
+from prunetune.pruning.importance.layerwise import layerwise_capable, run_forwards, scoring_device
 from prunetune.pruning.importance.scorers import LAYER_SCORERS, Calibration
 
 
@@ -31,14 +30,14 @@ def layer_output(output) -> torch.Tensor:
 
 
 @LAYER_SCORERS.register("block_influence")
+@layerwise_capable
 def score_block_influence(model, calib: Calibration) -> torch.Tensor:
     """Mean over real tokens of 1 - cos(h_in, h_out) per layer (ShortGPT's block influence)."""
     batches, progress = check_batches(calib.batches), calib.progress
     adapter = get_adapter(model)
     layers = adapter.layers(model)
-    acc = torch.zeros(len(layers), device=model_device(model))
+    acc = torch.zeros(len(layers), device=scoring_device(model, calib.layerwise))
     mask = TokenMask()
-    tokens = 0.0
 
     def make_hook(idx: int):
         def hook(module, args, kwargs, output):
@@ -54,9 +53,9 @@ def score_block_influence(model, calib: Calibration) -> torch.Tensor:
     with scoring_pass(model) as handles:
         for idx, layer in enumerate(layers):
             handles.append(layer.register_forward_hook(make_hook(idx), with_kwargs=True))
-        for batch in progress_bar(batches, "scoring layers (block influence)", progress):
-            forward(model, batch, mask)
-            tokens += float(batch["attention_mask"].sum())
+        run_forwards(model, batches, mask, layerwise=calib.layerwise, desc="scoring layers (block influence)",
+                     progress=progress)
+    tokens = sum(float(b["attention_mask"].sum()) for b in batches)
     return acc.cpu() / max(tokens, 1.0)
 
 

@@ -19,12 +19,10 @@ from prunetune.models.shape import ModelShape
 from prunetune.pruning.importance.calibration import (
     TokenMask,
     check_batches,
-    forward,
-    model_device,
-    progress_bar,
     scoring_pass,
     taylor_pass,
 )
+from prunetune.pruning.importance.layerwise import Layerwise, layerwise_capable, run_forwards, scoring_device
 from prunetune.pruning.importance.scorers import MLP_SCORERS, Calibration
 
 GATE, UP, DOWN = 0, 1, 2
@@ -42,28 +40,22 @@ def mlp_in_parts(adapter, layer, width: int) -> list[tuple[torch.nn.Linear, int,
     return parts
 
 
-def down_column_norms(model) -> torch.Tensor:
-    """||down_proj[:, j]|| per neuron: how much a unit of activation moves the residual stream."""
-    adapter = get_adapter(model)
-    return torch.stack(
-        [
-            adapter.mlp_out_linear(layer).weight.detach().float().norm(dim=0).cpu()
-            for layer in adapter.layers(model)
-        ]
-    )
-
-
 class MlpActivationStats:
     """Forward hooks collecting, per layer, the masked sum of |act(gate) * up| over real tokens and, for
-    ptl, the per-sample bottom-N / top-N membership of last-token activations at the three points."""
+    ptl, the per-sample bottom-N / top-N membership of last-token activations at the three points.
 
-    def __init__(self, model, *, top_n: int | None = None):
+    down_proj's column norms are read in its hook, while its weight is on the compute device (layer-wise
+    scoring from disk holds no other copy)."""
+
+    def __init__(self, model, *, top_n: int | None = None, layerwise: Layerwise | None = None):
         self.adapter = get_adapter(model)
         shape = ModelShape.from_config(model.config)
         self.width, n_layers = shape.intermediate_size, shape.num_hidden_layers
         self.mask = TokenMask()
-        device = model_device(model)  # accumulate where the activations are; one copy to CPU at the end
+        self.layerwise = layerwise
+        device = scoring_device(model, layerwise)  # accumulate where the activations are; one copy to CPU at the end
         self.abs_sum = torch.zeros(n_layers, self.width, device=device)
+        self.down_norms: list[torch.Tensor | None] = [None] * n_layers
         self.tokens = 0.0
         self.top_n = top_n
         self.general = False
@@ -82,6 +74,8 @@ class MlpActivationStats:
     def _down_hook(self, idx: int):
         def hook(module, args):
             flat = args[0].reshape(-1, self.width)
+            if self.down_norms[idx] is None:
+                self.down_norms[idx] = module.weight.detach().float().norm(dim=0).cpu()
             if not self.general:
                 self.abs_sum[idx] += self.mask.masked_sum(flat.abs())
             if self.top_n is not None:
@@ -108,24 +102,26 @@ class MlpActivationStats:
         self.general = general
         with scoring_pass(model) as handles:
             self.register(model, handles)
-            for batch in progress_bar(batches, desc, progress):
-                forward(model, batch, self.mask)
-                if general:
-                    self.general_samples += batch["input_ids"].shape[0]
-                else:
-                    self.tokens += float(batch["attention_mask"].sum())
+            run_forwards(model, batches, self.mask, layerwise=self.layerwise, desc=desc, progress=progress)
+        for batch in batches:
+            if general:
+                self.general_samples += batch["input_ids"].shape[0]
+            else:
+                self.tokens += float(batch["attention_mask"].sum())
 
-    def activation_scores(self, model) -> torch.Tensor:
-        return self.abs_sum.cpu() / max(self.tokens, 1.0) * down_column_norms(model)
+    def activation_scores(self) -> torch.Tensor:
+        assert all(n is not None for n in self.down_norms), "activation_scores before a pass"
+        return self.abs_sum.cpu() / max(self.tokens, 1.0) * torch.stack(self.down_norms)
 
 
 @MLP_SCORERS.register("activation")
+@layerwise_capable
 def score_activation(model, calib: Calibration) -> torch.Tensor:
     """Mean |act(gate) * up| over real tokens times ||down_proj column||: the neuron's typical output size."""
-    stats = MlpActivationStats(model)
+    stats = MlpActivationStats(model, layerwise=calib.layerwise)
     batches = check_batches(calib.batches)
     stats.run(model, batches, general=False, desc="scoring MLP (activation)", progress=calib.progress)
-    return stats.activation_scores(model)
+    return stats.activation_scores()
 
 
 @dataclass
@@ -176,6 +172,7 @@ def ptl_scores(deletable: torch.Tensor, fallback: torch.Tensor, order: str) -> t
 
 
 @MLP_SCORERS.register("ptl", options=PTLOptions)
+@layerwise_capable
 def score_ptl(model, calib: Calibration, *, top_n: float = 0.85, order: str = "rank") -> torch.Tensor:
     """The paper's criterion: last-token activations in the bottom-N on every reasoning sample, minus general text's top-N.
 
@@ -187,7 +184,7 @@ def score_ptl(model, calib: Calibration, *, top_n: float = 0.85, order: str = "r
     measured on the reasoning batches.
     """
     width = ModelShape.from_config(model.config).intermediate_size
-    stats = MlpActivationStats(model, top_n=resolve_top_n(top_n, width))
+    stats = MlpActivationStats(model, top_n=resolve_top_n(top_n, width), layerwise=calib.layerwise)
     batches, progress = check_batches(calib.batches), calib.progress
     stats.run(model, batches, general=False, desc="scoring MLP (ptl, reasoning)", progress=progress)
     if calib.general_batches:
@@ -196,7 +193,7 @@ def score_ptl(model, calib: Calibration, *, top_n: float = 0.85, order: str = "r
     else:
         stats.protected.zero_()
     deletable = ptl_deletion_set(stats.candidate.cpu(), stats.protected.cpu())
-    return ptl_scores(deletable, stats.activation_scores(model), order)
+    return ptl_scores(deletable, stats.activation_scores(), order)
 
 
 def neuron_params(model) -> list[tuple[int, list[tuple[torch.Tensor, str, int]]]]:
@@ -228,6 +225,7 @@ def _per_neuron(t: torch.Tensor, kind: str, row: int, width: int) -> torch.Tenso
 
 
 @MLP_SCORERS.register("magnitude")
+@layerwise_capable
 def score_magnitude(model, calib: Calibration) -> torch.Tensor:
     """L2 norm of all the neuron's weights (gate and up rows, their biases, the down_proj column)."""
     width = ModelShape.from_config(model.config).intermediate_size
@@ -265,6 +263,7 @@ def score_taylor(model, calib: Calibration) -> torch.Tensor:
 
 
 @MLP_SCORERS.register("random")
+@layerwise_capable
 def score_random(model, calib: Calibration) -> torch.Tensor:
     """Uniform random scores, seeded (the control every scorer must beat)."""
     shape = ModelShape.from_config(model.config)

@@ -13,6 +13,7 @@ import torch
 
 from prunetune.config import build
 from prunetune.errors import UserError
+from prunetune.pruning.importance.layerwise import Layerwise, as_layerwise, check_layerwise
 from prunetune.registry import Registry
 
 MLP_SCORERS = Registry("MLP scorer")
@@ -31,6 +32,8 @@ class Calibration:
     general_batches: list[dict] | None = None
     seed: int = 0
     progress: bool = True
+    layerwise: Layerwise | None = None
+    """Run the forwards one decoder layer at a time (layerwise.py); None: the whole model per batch."""
 
 
 def check_options(registry: Registry, method: str, options: dict | None, key: str = "options") -> dict:
@@ -43,21 +46,27 @@ def check_options(registry: Registry, method: str, options: dict | None, key: st
     return asdict(build(entry.options, options or {}, key))
 
 
-def _score(registry, model, method, batches, options, **calib) -> torch.Tensor:
+def _score(registry, model, method, batches, options, layerwise=None, **calib) -> torch.Tensor:
     opts = check_options(registry, method, options)
-    return registry.get(method)(model, Calibration(batches, **calib), **opts)
+    layerwise = as_layerwise(layerwise)
+    if layerwise is not None:
+        check_layerwise(registry, method)
+    return registry.get(method)(model, Calibration(batches, layerwise=layerwise, **calib), **opts)
 
 
-def score_mlp(model, method, batches, *, general_batches=None, seed=0, progress=True, options=None):
-    """Score every MLP intermediate neuron: [num_layers, intermediate_size] float32 on CPU."""
-    return _score(MLP_SCORERS, model, method, batches, options, general_batches=general_batches, seed=seed, progress=progress)
+def score_mlp(model, method, batches, *, general_batches=None, seed=0, progress=True, options=None, layerwise=None):
+    """Score every MLP intermediate neuron: [num_layers, intermediate_size] float32 on CPU.
+
+    `layerwise` (True or a `Layerwise`): bring one decoder layer at a time onto the compute device."""
+    return _score(MLP_SCORERS, model, method, batches, options, layerwise, general_batches=general_batches, seed=seed,
+                  progress=progress)
 
 
-def score_kv_groups(model, method, batches, *, seed=0, progress=True, options=None):
+def score_kv_groups(model, method, batches, *, seed=0, progress=True, options=None, layerwise=None):
     """Score every KV group: [num_layers, num_key_value_heads] float32 on CPU."""
-    return _score(KV_SCORERS, model, method, batches, options, seed=seed, progress=progress)
+    return _score(KV_SCORERS, model, method, batches, options, layerwise, seed=seed, progress=progress)
 
 
-def score_layers(model, method, batches, *, progress=True, options=None):
+def score_layers(model, method, batches, *, progress=True, options=None, layerwise=None):
     """Score every decoder layer: [num_layers] float32 on CPU; lower = more redundant."""
-    return _score(LAYER_SCORERS, model, method, batches, options, progress=progress)
+    return _score(LAYER_SCORERS, model, method, batches, options, layerwise, progress=progress)

@@ -213,9 +213,16 @@ SCHEDULES |= {
                               ["schedule.shape=front_loaded", "recovery.carry_optimizer=false",
                                "recovery.global_schedule=false", "recovery.allocation=damage",
                                "recovery.min_share=0.1"]),
+    # FINDINGS 9's hand split itself (5/10/25/80 steps of the light budget's 120), in the loop
+    "gradual_4_split": ("gradual_4", "carry, hand split 5/10/25/80", 4,
+                        [*CARRY, "recovery.allocation=split", "recovery.split=[5, 10, 25, 80]"]),
+    "gradual_4_split_fresh": ("gradual_4", "fresh AdamW per cut, hand split 5/10/25/80", 4,
+                              ["schedule.shape=front_loaded", "recovery.carry_optimizer=false",
+                               "recovery.global_schedule=false", "recovery.allocation=split",
+                               "recovery.split=[5, 10, 25, 80]"]),
 }
 TOTAL_STEPS_SCHEDULES = ("gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
-                         "gradual_4_floor_fresh")
+                         "gradual_4_floor_fresh", "gradual_4_split", "gradual_4_split_fresh")
 """Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""
 EXPERIMENTS = {
     "gradual_vs_oneshot": ["one_shot", "gradual_4_naive", "gradual_4_better", "gradual_4_carry"],

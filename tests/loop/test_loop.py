@@ -415,6 +415,18 @@ def test_one_shot_spends_the_whole_total_in_one_recovery(tmp_path):
     assert one["completed_iterations"] == 1 and one["recovery_steps"] == 5
 
 
+def test_a_hand_set_split_is_spent_as_written(tmp_path, capsys):
+    recipe = _recipe(tmp_path, "recovery.total_steps=5", "recovery.allocation=split", "recovery.split=[1, 4]")
+    assert run(recipe, progress=False)["recovery_steps"] == 5
+    events = read_jsonl(Path(recipe.output_dir) / "metrics.jsonl")
+    assert [m["steps"] for m in events if m["event"] == "recovery_done"] == [1, 4]
+    assert run_cli("validate", "smoke", "recovery.total_steps=5", "recovery.allocation=split",
+                   "recovery.split=[2, 2]") == 2
+    assert "recovery.split sums to 4; recovery.total_steps is 5" in capsys.readouterr().err
+    assert run_cli("validate", "smoke", "recovery.total_steps=5", "recovery.split=[1, 4]") == 2
+    assert "recovery.split and recovery.allocation: split go together" in capsys.readouterr().err
+
+
 def test_damage_options_validate(capsys):
     assert run_cli("validate", "smoke", "schedule.shape=damage", "schedule.max_damage=0") == 2
     assert "schedule.max_damage: must be greater than 0" in capsys.readouterr().err

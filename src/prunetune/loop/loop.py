@@ -255,8 +255,9 @@ class Loop:
             cut = Step(**state.queue[0]).mlp_neurons
             structural = sum(1 for s in rest if s.kv_groups or s.layers)
             n_future = max(structural, future_cuts(remaining, cut, sum(s.by_damage for s in rest)))
-        steps = allocate(r.total_steps, state.recovery_steps, self._damage or 0.0, self._rest or 0.0, n_future,
-                         r.allocation, r.min_share)
+        steps = r.split[iteration - 1] if r.split and not self.recipe.one_shot else allocate(
+            r.total_steps, state.recovery_steps, self._damage or 0.0, self._rest or 0.0, n_future, r.allocation,
+            r.min_share)
         self.rundir.metric({"event": "budget", "iteration": iteration, "steps": steps, "damage": self._damage,
                             "rest_damage": self._rest, "left_before": r.total_steps - state.recovery_steps,
                             "future_cuts": n_future})

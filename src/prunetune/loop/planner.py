@@ -224,6 +224,14 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
                 "recovery.global_schedule and recovery.total_steps need recovery.config.max_steps "
                 "(the steps chunk_size is sized for)"
             )
+        if (r.allocation == "split") != (r.split is not None):
+            raise UserError("recovery.split and recovery.allocation: split go together")
+        if r.split is not None:
+            if recipe.schedule.shape == "damage" or len(r.split) != recipe.iterations or min(r.split) < 1:
+                raise UserError(f"recovery.split: give {recipe.iterations} step counts >= 1, one per iteration "
+                                "(schedule.shape damage decides its own iterations: use allocation: damage)")
+            if r.total_steps != sum(r.split):
+                raise UserError(f"recovery.split sums to {sum(r.split)}; recovery.total_steps is {r.total_steps}")
         if r.min_share and r.total_steps is None:
             raise UserError("recovery.min_share needs recovery.total_steps (the budget it is a share of)")
         if r.min_share * recipe.iterations >= 1:

@@ -110,8 +110,12 @@ class RecoveryConfig:
     """The run's whole recovery budget in optimizer steps, allocated per iteration by `allocation`; the
     last iteration gets what is left. config.max_steps / chunk_size then only say how many records a step
     takes (chunk_size / max_steps). One-shot spends it in its one recovery."""
-    allocation: Literal["damage", "equal"] = "damage"
-    """With total_steps: in proportion to each cut's measured damage (held-out loss rise) | equal shares."""
+    allocation: Literal["damage", "equal", "split"] = "damage"
+    """With total_steps: in proportion to each cut's measured damage (held-out loss rise) | equal shares |
+    split (the steps `split` names, by hand)."""
+    split: list[int] | None = None
+    """allocation: split only: optimizer steps per iteration, e.g. [5, 10, 25, 80]; one per iteration,
+    summing to total_steps."""
     min_share: float = bounded(0.0, ge=0.0, lt=1.0)
     """With total_steps: the least share of the whole budget any iteration gets (e.g. 0.1), so middle cuts
     are not starved by the larger damage still to come; iterations x min_share must stay below 1."""

@@ -220,8 +220,12 @@ SCHEDULES |= {
                               ["schedule.shape=front_loaded", "recovery.carry_optimizer=false",
                                "recovery.global_schedule=false", "recovery.allocation=split",
                                "recovery.split=[5, 10, 25, 80]"]),
+    # the damage allocator over half the budget, the other half kept for the last cut (the final polish)
+    "gradual_4_polish": ("gradual_4", "carry, damage-allocated steps, 10% floor, 50% kept for the last cut", 4,
+                         [*CARRY, "recovery.allocation=damage", "recovery.min_share=0.1",
+                          "recovery.final_share=0.5"]),
 }
-TOTAL_STEPS_SCHEDULES = ("gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
+TOTAL_STEPS_SCHEDULES = ("gradual_4_polish", "gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
                          "gradual_4_floor_fresh", "gradual_4_split", "gradual_4_split_fresh")
 """Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""
 EXPERIMENTS = {

@@ -42,6 +42,17 @@ def test_min_share_floors_every_cut_and_still_sums_to_the_total():
     assert allocate(120, 0, 10.0, 0.1, 3, min_share=0.2) == 120 - 3 * 24  # the future floors are kept back
 
 
+def test_final_share_keeps_the_polish_for_the_last_cut():
+    total, spent, got = 120, 0, []
+    damages, rests = [0.2, 0.01, 0.01, 0.03], [0.3, 0.2, 0.1, 0.0]  # the first cut hurts most (50% kept)
+    for i, (d, rest) in enumerate(zip(damages, rests)):
+        steps = allocate(total, spent, d, rest, len(damages) - i - 1, min_share=0.1, final_share=0.5)
+        got.append(steps)
+        spent += steps
+    assert sum(got) == total and got[-1] >= 60 and min(got) >= 12
+    assert allocate(120, 0, 0.2, 0.3, 3, min_share=0.1) > allocate(120, 0, 0.2, 0.3, 3, min_share=0.1, final_share=0.5)
+
+
 def test_future_cuts_and_records():
     assert future_cuts(100, 40, 10) == 3 and future_cuts(100, 40, 2) == 2 and future_cuts(0, 40, 5) == 0
     assert records_for(45, 480, 30) == 720 and records_for(1, 480, 30) == 16

@@ -31,7 +31,7 @@ def future_cuts(remaining_after: int, this_cut: int, iterations_left: int) -> in
 
 
 def allocate(total: int, spent: int, damage: float, rest: float, n_future: int, how: str = "damage",
-             min_share: float = 0.0) -> int:
+             min_share: float = 0.0, final_share: float = 0.0) -> int:
     """Optimizer steps for this iteration out of what is left of `total` (`spent` so far).
 
     `damage`: this cut's measured damage; `rest`: the measured damage of removing, from the model as it
@@ -39,11 +39,13 @@ def allocate(total: int, spent: int, damage: float, rest: float, n_future: int, 
     model hurt most, so they must find budget left); `n_future`: how many cuts follow. The last cut gets
     everything left (the final polish). "equal" splits what is left evenly over this and the future cuts.
     `min_share`: every cut gets at least this share of `total` (the future cuts' floors are kept back), so
-    the middle cuts, small next to what is still to come, are not starved. At least one step each.
+    the middle cuts, small next to what is still to come, are not starved. `final_share`: this share of
+    `total` is kept for the last cut whatever the damages say (the final polish). At least one step each.
     """
     left = max(total - spent, 0)
     if n_future <= 0:
         return max(left, 1)
+    left = max(left - round(final_share * total), n_future + 1)
     if how == "equal":
         share = 1.0 / (n_future + 1)
     else:

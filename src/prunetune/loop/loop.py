@@ -257,7 +257,7 @@ class Loop:
             n_future = max(structural, future_cuts(remaining, cut, sum(s.by_damage for s in rest)))
         steps = r.split[iteration - 1] if r.split and not self.recipe.one_shot else allocate(
             r.total_steps, state.recovery_steps, self._damage or 0.0, self._rest or 0.0, n_future, r.allocation,
-            r.min_share)
+            r.min_share, r.final_share)
         self.rundir.metric({"event": "budget", "iteration": iteration, "steps": steps, "damage": self._damage,
                             "rest_damage": self._rest, "left_before": r.total_steps - state.recovery_steps,
                             "future_cuts": n_future})

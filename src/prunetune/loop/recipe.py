@@ -113,6 +113,9 @@ class RecoveryConfig:
     allocation: Literal["damage", "equal", "split"] = "damage"
     """With total_steps: in proportion to each cut's measured damage (held-out loss rise) | equal shares |
     split (the steps `split` names, by hand)."""
+    final_share: float = bounded(0.0, ge=0.0, lt=1.0)
+    """With total_steps: the share of the whole budget kept for the last iteration (the final polish),
+    the rest allocated over the cuts; min_share x (iterations - 1) + final_share must stay below 1."""
     split: list[int] | None = None
     """allocation: split only: optimizer steps per iteration, e.g. [5, 10, 25, 80]; one per iteration,
     summing to total_steps."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from prunetune.errors import UserError
-from prunetune.models import gemma2, llama, mistral, phi3, qwen2, qwen3
+from prunetune.models import gemma2, llama, mistral, mixtral, olmoe, phi3, qwen2, qwen2_moe, qwen3, qwen3_moe
 from prunetune.models.adapter import FamilyAdapter, RowBlocks
 
-ADAPTERS: dict[str, FamilyAdapter] = {m.ADAPTER.model_type: m.ADAPTER for m in (llama, mistral, qwen2, qwen3, gemma2, phi3)}
+ADAPTERS: dict[str, FamilyAdapter] = {m.ADAPTER.model_type: m.ADAPTER for m in (
+    llama, mistral, qwen2, qwen3, gemma2, phi3, qwen2_moe, qwen3_moe, mixtral, olmoe)}
 FAMILIES = tuple(ADAPTERS)
 
 

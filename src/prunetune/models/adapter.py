@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
+from prunetune.models.moe import MoE
+
 
 @dataclass(frozen=True)
 class RowBlocks:
@@ -46,6 +48,10 @@ class FamilyAdapter:
     """hidden_size-sized RMSNorms in each decoder layer (for parameter counts from a config)."""
     qk_norm: bool = False
     """Per-head_dim RMSNorm on queries and keys (Qwen3)."""
+    qk_norm_full: bool = False
+    """RMSNorm over the whole q / k projection, not per head (OLMoE): KV groups cannot be removed exactly."""
+    moe: MoE | None = None
+    """The sparse-block layout of a mixture-of-experts family (None: dense)."""
     tiny_config: dict = field(default_factory=dict)
     """Extra config fields for the family's tiny random test model."""
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class MoE:
     """Attribute of the sparse block holding the shared expert's sigmoid gate, a Linear(hidden, 1)."""
     sparse_step: bool = False
     """Sparse layers chosen by `mlp_only_layers` and `decoder_sparse_step` (Qwen MoE); else every layer."""
+    gate_up: str = "gate_up_proj"
+    """Fused [E, 2 * width, hidden] parameter of the experts module: gate rows, then up rows."""
+    down: str = "down_proj"
+    """[E, hidden, width] parameter of the experts module."""
+    act: str = "act_fn"
 
     # ---- config ------------------------------------------------------------------------------
     def layer_ids(self, config) -> tuple[int, ...]:
@@ -74,6 +81,12 @@ class MoE:
     def experts_module(self, layer) -> nn.Module:
         """Holds `gate_up_proj` [E, 2 * width, hidden] and `down_proj` [E, hidden, width]."""
         return getattr(getattr(layer, self.block), self.experts)
+
+    def expert_forward(self, experts: nn.Module, e: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert `e` on tokens `x` [n, hidden]: (act(gate) * up [n, width], output [n, hidden]), unweighted."""
+        gate, up = F.linear(x, getattr(experts, self.gate_up)[e]).chunk(2, dim=-1)
+        act = getattr(experts, self.act)(gate) * up
+        return act, F.linear(act, getattr(experts, self.down)[e])
 
     def shared_module(self, layer) -> nn.Module | None:
         return getattr(getattr(layer, self.block), self.shared) if self.shared else None

@@ -1,6 +1,6 @@
 """Surgery on sparse blocks, called from `surgery.apply_plan` (the one entry point that edits a model).
 
-Per sparse layer: drop routed experts (their slices of the fused `gate_up_proj` / `down_proj` and their
+Per sparse layer: drop routed experts (their slices of the fused gate/up and down tensors and their
 router rows), drop neurons inside every kept expert (gate and up rows, down columns), and drop
 shared-expert neurons; then the config's expert count and widths and the modules' cached counts follow.
 """
@@ -47,8 +47,8 @@ def apply_moe(model, plan, shape: ModelShape, after: ModelShape, slicer) -> None
             t = t.index_select(0, keep_e.to(t.device))
             return torch.gather(t, 2, keep_n.to(t.device)[:, None, :].expand(-1, t.shape[1], -1))
 
-        slicer.param(experts, "gate_up_proj", gate_up)
-        slicer.param(experts, "down_proj", down)
+        slicer.param(experts, moe.gate_up, gate_up)
+        slicer.param(experts, moe.down, down)
         router = moe.router_module(layer)
         slicer.param(router, "weight", lambda t, keep_e=keep_e: t.index_select(0, keep_e.to(t.device)))
         if getattr(router, "bias", None) is not None:

@@ -8,7 +8,12 @@ from prunetune.builtin.tokenizer import tiny_tokenizer
 from prunetune.errors import UserError
 from prunetune.models import get_adapter
 from prunetune.models.shape import ModelShape
-from prunetune.pruning.importance import EXPERT_SCORERS, calibration_batches, score_expert_neurons, score_experts
+from prunetune.pruning.importance import (
+    EXPERT_SCORERS,
+    calibration_batches,
+    score_expert_neurons,
+    score_experts,
+)
 from prunetune.pruning.prune import StepSpec, prune_step
 from tests.pruning.importance.conftest import TEXTS, assert_untouched, snapshot
 

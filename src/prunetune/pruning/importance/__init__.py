@@ -16,9 +16,9 @@ from prunetune.pruning.importance.scorers import (
     MLP_SCORERS,
     Calibration,
     check_options,
-    score_kv_groups,
     score_expert_neurons,
     score_experts,
+    score_kv_groups,
     score_layers,
     score_mlp,
 )

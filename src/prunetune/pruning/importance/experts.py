@@ -17,7 +17,13 @@ import torch
 
 from prunetune.models import get_adapter
 from prunetune.models.shape import ModelShape
-from prunetune.pruning.importance.calibration import TokenMask, check_batches, forward, progress_bar, scoring_pass
+from prunetune.pruning.importance.calibration import (
+    TokenMask,
+    check_batches,
+    forward,
+    progress_bar,
+    scoring_pass,
+)
 from prunetune.pruning.importance.scorers import EXPERT_NEURON_SCORERS, EXPERT_SCORERS, Calibration
 
 

@@ -44,7 +44,8 @@ class PruningPlan:
         """A plan with these counts and placeholder indices: validating it checks the amounts alone."""
         per_layer = range(shape.num_hidden_layers)
         if (experts or expert_neurons or shared) and not shape.moe_layers:
-            raise UserError(f"experts / expert neurons: '{shape.model_type}' is a dense model (no MoE layers)")
+            raise UserError(f"--experts / --expert-neurons (experts, expert_neurons): '{shape.model_type}' "
+                            "is a dense model with no MoE layers")
         E, W, sparse = shape.num_experts, shape.moe_intermediate_size, shape.moe_layers
         return cls(
             experts={i: list(range(experts)) for i in sparse} if experts else {},

@@ -14,6 +14,10 @@ raises the other weights. It is exactly the same as masking the removed experts'
 before the softmax (the softmax then runs over the kept experts alone), which is what the tests check.
 The load-balancing loss (`output_router_logits`, `router_aux_loss_coef`) is the family's own, over the
 experts that remain.
+
+Serving: vLLM 0.32's Qwen2-MoE derives head_dim as hidden_size / num_attention_heads, ignoring the
+config's `head_dim`, so a Qwen2-MoE whose KV groups were pruned loads in transformers but not in vLLM
+(no stock MoE family with q/k/v biases and a shared expert could carry it instead); a warning says so.
 """
 
 from prunetune.models.adapter import FamilyAdapter

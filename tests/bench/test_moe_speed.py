@@ -19,7 +19,7 @@ def test_ratios_and_limits_are_written(tmp_path, monkeypatch):
     out = tmp_path / "moe_speed"
     assert moe_speed.main(["--layers", "1", "--new-tokens", "2", "--prefill-tokens", "8", "--reps", "1",
                            "--threads", "1", "--out", str(out)]) == 0
-    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    rows = json.loads(out.with_suffix(".json").read_text())["runs"][0]["rows"]
     assert [r["experts"] for r in rows] == [64, 48, 32]
     assert rows[0]["decode_ratio"] == 1.0 and rows[2]["prefill_limit"] > rows[1]["prefill_limit"] > 1.0
     assert all(abs(r["decode_limit"] - 1.0) < 0.05 for r in rows)  # a token still reads its top-k experts

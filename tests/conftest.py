@@ -11,11 +11,18 @@ import torch  # noqa: E402
 # measured ~20x slower than one (thread contention); CI has 2 cores.
 torch.set_num_threads(1)
 
-from prunetune.models import FAMILIES  # noqa: E402  every registered family runs the family-parametrised tests
+# every registered family runs the family-parametrised tests: dense ones the dense invariants
+# (`family`), mixture-of-experts ones the MoE invariants (`moe_family`, tests/pruning/test_surgery_moe.py)
+from prunetune.models import DENSE_FAMILIES, MOE_FAMILIES  # noqa: E402
 
 
-@pytest.fixture(params=FAMILIES)
+@pytest.fixture(params=DENSE_FAMILIES)
 def family(request):
+    return request.param
+
+
+@pytest.fixture(params=MOE_FAMILIES)
+def moe_family(request):
     return request.param
 
 

@@ -19,7 +19,7 @@ from prunetune.builtin.tiny import tiny_model
 from prunetune.checkpoint import save_checkpoint
 from prunetune.pruning.importance import calibration_batches
 from prunetune.pruning.prune import StepSpec, prune_step
-from tests.conftest import FAMILIES
+from tests.conftest import DENSE_FAMILIES as FAMILIES
 
 pytestmark = [pytest.mark.slow, pytest.mark.serving]
 ROOT = Path(__file__).resolve().parents[2]

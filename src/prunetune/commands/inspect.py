@@ -28,6 +28,15 @@ def run(args) -> int:
         ("tie_word_embeddings", shape.tie_word_embeddings),
         ("FLOPs/token (ctx 128)", f"{shape.flops_per_token():,}"),
     ]
+    if shape.moe_layers:
+        rows[3:3] = [("active parameters (top-k experts)", f"{shape.active_params():,}")]
+        rows += [
+            ("MoE layers", f"{len(shape.moe_layers)} of {shape.num_hidden_layers}"),
+            ("experts (per MoE layer)", shape.num_experts),
+            ("experts per token", shape.experts_per_tok),
+            ("expert width", shape.moe_intermediate_size),
+        ] + ([("shared expert width", shape.shared_expert_intermediate_size)]
+             if shape.shared_expert_intermediate_size else [])
     path = resolve_model_path(args.model)
     if not path.startswith("tiny-random-") and path != "reference":
         rows.append(("pruning steps in history", len(read_history(path))))

@@ -128,10 +128,23 @@ def run(args) -> int:
                 budget,
             ]
         )
+    if shape.moe_layers:  # MoE: experts, expert width and the parameters a token is routed through
+        active0 = shape.active_non_embedding_params()
+        head[4:4] = ["-experts", "-expert neurons", "experts", "expert width", "active non-emb", "active kept"]
+        for row, st, sh in zip(rows, [None, *steps], shapes):
+            row[4:4] = [
+                "" if st is None else str(st.experts),
+                "" if st is None else str(st.expert_neurons) + (f"/{st.shared_expert_neurons}s" if st.shared_expert_neurons else ""),
+                str(sh.num_experts),
+                str(sh.moe_intermediate_size),
+                f"{sh.active_non_embedding_params():,}",
+                f"{sh.active_non_embedding_params() / active0:.1%}",
+            ]
     print(
         f"{recipe.model} ({shape.model_type}){' one-shot' if recipe.one_shot else ''}: "
         + (
-            f"target: keep {recipe.target.keep:.0%} of non-embedding parameters"
+            f"target: keep {recipe.target.keep:.0%} of {'active ' if recipe.target.count == 'active' else ''}"
+            "non-embedding parameters"
             if recipe.target.keep and not recipe.schedule.mlp_neurons_per_iteration
             else "explicit amounts per iteration"
         )
@@ -151,6 +164,8 @@ def run(args) -> int:
     print(
         f"final: {final.non_embedding_params() / dense_ne:.1%} of non-embedding parameters, "
         f"{final.params() / dense_all:.1%} of all, {final.flops_per_token() / dense_flops:.1%} of FLOPs/token"
+        + (f", {final.active_non_embedding_params() / shape.active_non_embedding_params():.1%} of active "
+           "non-embedding parameters" if shape.moe_layers else "")
     )
     return 0 if cost is None else _print_cost(recipe, shapes, *cost, strict=args.strict)
 

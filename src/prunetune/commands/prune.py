@@ -2,7 +2,7 @@
 
 
 def register(sub):
-    p = sub.add_parser("prune", help="remove MLP neurons, KV groups and/or layers from a model (one step)")
+    p = sub.add_parser("prune", help="remove MLP neurons, KV groups, layers and/or MoE experts from a model (one step)")
     p.add_argument("model", help="checkpoint directory or built-in name (reference, tiny-random-<family>)")
     p.add_argument("--out", required=True, help="output checkpoint directory (must not exist)")
     g = p.add_mutually_exclusive_group()
@@ -20,6 +20,11 @@ def register(sub):
         metavar="KEY=VALUE",
         help="an option of the MLP scorer, e.g. order=index or top_n=0.5 for ptl (see `prunetune ls -v`)",
     )
+    p.add_argument("--experts", type=int, default=0, help="routed experts to remove from every MoE layer")
+    p.add_argument("--expert-neurons", type=int, default=0, help="neurons to remove from every routed expert")
+    p.add_argument("--shared-expert-neurons", type=int, default=0, help="shared-expert neurons to remove (Qwen2-MoE)")
+    p.add_argument("--expert-importance", default="reap", help="expert scorer: reap, frequency, random")
+    p.add_argument("--expert-neuron-importance", default="activation", help="expert-neuron scorer")
     p.add_argument("--kv-importance", default="activation", help="KV-group scorer")
     p.add_argument("--layer-importance", default="block_influence", help="layer scorer")
     p.add_argument(
@@ -60,6 +65,7 @@ def run(args) -> int:
         count_params,
         is_builtin,
         load_model,
+        model_config,
         read_history,
         resolve_model_path,
         save_checkpoint,
@@ -70,7 +76,7 @@ def run(args) -> int:
     from prunetune.io import check_output_path
     from prunetune.models.shape import ModelShape
     from prunetune.pruning.importance.calibration import calibration_inputs
-    from prunetune.pruning.plan import Constraints
+    from prunetune.pruning.plan import Constraints, PruningPlan
     from prunetune.pruning.prune import StepSpec, check_spec, prune_step
     from prunetune.pruning.select import mlp_count
 
@@ -82,6 +88,13 @@ def run(args) -> int:
             raise UserError(f"--{flag.replace('_', '-')} must be at least {low}, got {getattr(args, flag)}")
     if args.kv_groups < 0 or args.layers < 0:
         raise UserError("--kv-groups and --layers must be >= 0")
+    moe_units = dict(experts=args.experts, expert_neurons=args.expert_neurons, shared=args.shared_expert_neurons)
+    for flag in ("experts", "expert_neurons", "shared_expert_neurons"):
+        if getattr(args, flag) < 0:
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 0")
+    if any(moe_units.values()):  # amounts checked on the config, before any weight loads
+        cfg_shape = ModelShape.from_config(model_config(src))
+        PruningPlan.amounts(cfg_shape, **moe_units).validate(cfg_shape, Constraints(args.round_to, args.tensor_parallel))
     check_source(args.calibration, "--calibration")
     if args.general:
         check_source(args.general, "--general")
@@ -93,6 +106,8 @@ def run(args) -> int:
     options = parse_overrides(args.importance_option)
     check_spec(
         StepSpec(
+            expert_importance=args.expert_importance,
+            expert_neuron_importance=args.expert_neuron_importance,
             mlp_importance=args.importance,
             kv_importance=args.kv_importance,
             layer_importance=args.layer_importance,
@@ -121,10 +136,15 @@ def run(args) -> int:
         layer_importance=args.layer_importance,
         mlp_options=options,
         layerwise=args.layerwise,
+        experts=args.experts,
+        expert_neurons=args.expert_neurons,
+        shared_expert_neurons=args.shared_expert_neurons,
+        expert_importance=args.expert_importance,
+        expert_neuron_importance=args.expert_neuron_importance,
     )
-    if not (spec.mlp_neurons or spec.kv_groups or spec.removes_layers):
+    if not (spec.mlp_neurons or spec.kv_groups or spec.removes_layers or any(moe_units.values())):
         raise UserError(
-            "nothing to remove: give --mlp-fraction/--mlp-neurons, --kv-groups or --layers/--layer-ids"
+            "nothing to remove: give --mlp-fraction/--mlp-neurons, --kv-groups, --layers/--layer-ids or --experts"
         )
     batches, general = calibration_inputs(
         tok,
@@ -151,4 +171,7 @@ def run(args) -> int:
         f"kv heads {shape.num_key_value_heads} -> {new.num_key_value_heads}; "
         f"layers {shape.num_hidden_layers} -> {new.num_hidden_layers}; wrote {args.out}"
     )
+    if shape.moe_layers:
+        print(f"experts {shape.num_experts} -> {new.num_experts}; expert width {shape.moe_intermediate_size} -> "
+              f"{new.moe_intermediate_size}; active parameters {shape.active_params():,} -> {new.active_params():,}")
     return 0

@@ -43,7 +43,7 @@ GPUS_PER_NODE = 8
 # (bench/results/speed_h200.md, speed_h200_static.md).
 MEASURED_SHAPE = ModelShape(
     model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-    num_attention_heads=32, num_key_value_heads=8, head_dim=128, tie_word_embeddings=False,
+    num_attention_heads=32, num_key_value_heads=8, head_dim=128, tie_word_embeddings=False, heads_divide_hidden=True,
 )
 MEASURED_TRAIN_TOKENS_PER_S = 6750.7
 """prunetune cpt, 4 x 512-token blocks, bf16, no gradient checkpointing (MFU 30.7% counting 6N FLOPs)."""

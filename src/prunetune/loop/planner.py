@@ -31,6 +31,13 @@ class Step:
     by_damage: bool = False
     """The MLP amount is decided when the step runs, by measured damage (schedule.shape: damage);
     `mlp_neurons` is then the plan's equal-split estimate, used for validation and display."""
+    experts: int = 0
+    expert_neurons: int = 0
+    shared_expert_neurons: int = 0
+
+    @property
+    def moe(self) -> dict:
+        return {"experts": self.experts, "expert_neurons": self.expert_neurons, "shared": self.shared_expert_neurons}
 
     def halves(self, round_to: int = 1) -> tuple[Step, Step] | None:
         """Split into two smaller steps with the same total (for the adaptive gate), or None if atomic.
@@ -40,6 +47,20 @@ class Step:
         and a whole layer costs far more than a few dozen neurons (bench/results/adaptive.md: three
         such retries in a row failed the gate). Then layers / groups are halved, then neurons.
         """
+        moe = self.experts or self.expert_neurons or self.shared_expert_neurons
+        if moe and (self.mlp_neurons or self.kv_groups or self.layers):
+            return (Step(0, self.kv_groups, self.layers, experts=self.experts),
+                    Step(self.mlp_neurons, expert_neurons=self.expert_neurons,
+                         shared_expert_neurons=self.shared_expert_neurons))
+        if moe:
+            e1, n1, s1 = self.experts // 2, self.expert_neurons // 2, self.shared_expert_neurons // 2
+            if self.experts == 1 and (self.expert_neurons or self.shared_expert_neurons):
+                e1, n1, s1 = 1, 0, 0
+            if not (e1 or n1 or s1):
+                return None
+            return (Step(experts=e1, expert_neurons=n1, shared_expert_neurons=s1),
+                    Step(experts=self.experts - e1, expert_neurons=self.expert_neurons - n1,
+                         shared_expert_neurons=self.shared_expert_neurons - s1))
         if self.mlp_neurons and (self.kv_groups or self.layers):
             return (Step(0, self.kv_groups, self.layers), Step(self.mlp_neurons, 0, 0))
         if self.kv_groups >= 2 or self.layers >= 2:
@@ -72,6 +93,8 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
     s, k = recipe.schedule, recipe.iterations
     _check_iterations("kv_groups", s.kv_groups, k)
     _check_iterations("layers", s.layers, k)
+    for key in ("experts", "expert_neurons", "shared_expert_neurons"):
+        _check_iterations(key, getattr(s, key), k)
     mlp_iters = s.mlp_iterations if s.mlp_iterations is not None else list(range(1, k + 1))
     _check_iterations("mlp_iterations", mlp_iters, k)
     kv_total, layers_total = sum(s.kv_groups.values()), sum(s.layers.values())
@@ -83,7 +106,12 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
         raise UserError(
             f"schedule.layers removes {layers_total} of {shape.num_hidden_layers} layers: none would be left"
         )
-    steps = [Step(0, s.kv_groups.get(i, 0), s.layers.get(i, 0)) for i in range(1, k + 1)]
+    steps = [Step(0, s.kv_groups.get(i, 0), s.layers.get(i, 0), experts=s.experts.get(i, 0),
+                  expert_neurons=s.expert_neurons.get(i, 0), shared_expert_neurons=s.shared_expert_neurons.get(i, 0))
+             for i in range(1, k + 1)]
+    fill = "expert_neurons" if shape.moe_layers else "mlp_neurons"  # the width target.keep spreads
+    if shape.moe_layers and s.shape == "damage":
+        raise UserError("schedule.shape damage: not supported for MoE models yet (use equal, front_loaded or cubic)")
 
     if s.mlp_neurons_per_iteration:
         for i in mlp_iters:
@@ -91,34 +119,57 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
     elif recipe.target.keep is not None and mlp_iters:
         final_width = final_mlp_width(recipe, shape)
         spread = "equal" if s.shape == "damage" else s.shape
-        widths = _widths(shape.intermediate_size, final_width, len(mlp_iters), spread, s.round_to)
+        start = _fill_width(_base(recipe, shape), fill)
+        widths = _widths(start, final_width, len(mlp_iters), spread, s.round_to)
         for i, (w0, w1) in zip(mlp_iters, zip(widths, widths[1:])):
-            steps[i - 1].mlp_neurons = w0 - w1
+            setattr(steps[i - 1], fill, getattr(steps[i - 1], fill) + w0 - w1)
             steps[i - 1].by_damage = s.shape == "damage" and not recipe.one_shot
     if recipe.one_shot:
-        steps = [Step(sum(x.mlp_neurons for x in steps), kv_total, layers_total)]
+        steps = [Step(sum(x.mlp_neurons for x in steps), kv_total, layers_total,
+                      **{key: sum(getattr(x, key) for x in steps)
+                         for key in ("experts", "expert_neurons", "shared_expert_neurons")})]
     return steps
+
+
+def _base(recipe: Recipe, shape: ModelShape) -> ModelShape:
+    """The shape after every explicit structural cut in the schedule (what the width fill works on)."""
+    s = recipe.schedule
+    return shape.after(kv_groups_removed=sum(s.kv_groups.values()), layers_removed=sum(s.layers.values()),
+                       experts_removed=sum(s.experts.values()), shared_removed=sum(s.shared_expert_neurons.values()),
+                       expert_neurons_removed=sum(s.expert_neurons.values()))
+
+
+def _fill_width(shape: ModelShape, fill: str) -> int:
+    return shape.moe_intermediate_size if fill == "expert_neurons" else shape.intermediate_size
+
+
+def counted(shape: ModelShape, count: str = "total") -> int:
+    """The non-embedding parameters target.keep counts: all of them, or those a token is routed through."""
+    return shape.active_non_embedding_params() if count == "active" else shape.non_embedding_params()
 
 
 def final_mlp_width(recipe: Recipe, shape: ModelShape) -> int:
     """The MLP width the run ends at (target.keep after the planned KV-group and layer cuts)."""
-    s = recipe.schedule
-    base = shape.after(kv_groups_removed=sum(s.kv_groups.values()), layers_removed=sum(s.layers.values()))
-    return _width_for_target(shape, base, recipe.target.keep, s.round_to)
+    fill = "expert_neurons" if shape.moe_layers else "mlp_neurons"
+    return _width_for_target(shape, _base(recipe, shape), recipe.target.keep,
+                             recipe.schedule.round_to, fill, recipe.target.count)
 
 
-def _width_for_target(dense: ModelShape, base: ModelShape, keep: float, round_to: int) -> int:
-    """Largest MLP width (multiple of round_to) whose non-embedding parameters are <= keep * dense."""
-    budget = keep * dense.non_embedding_params()
-    per_neuron = base.num_hidden_layers * (3 * base.hidden_size + (2 if base.mlp_bias else 0))
-    fixed = base.after(mlp_removed=base.intermediate_size).non_embedding_params()
-    width = int((budget - fixed) // per_neuron) // round_to * round_to
+def _width_for_target(dense: ModelShape, base: ModelShape, keep: float, round_to: int,
+                      fill: str = "mlp_neurons", count: str = "total") -> int:
+    """Largest MLP (or expert) width, a multiple of round_to, whose counted parameters are <= keep * dense."""
+    budget = keep * counted(dense, count)
+    key = "expert_neurons_removed" if fill == "expert_neurons" else "mlp_removed"
+    full = _fill_width(base, fill)
+    fixed = counted(base.after(**{key: full}), count)
+    per_neuron = (counted(base, count) - fixed) / max(full, 1)  # parameters are linear in the width
+    width = int((budget - fixed) // per_neuron) // round_to * round_to if per_neuron else 0
     if width < round_to or width < 1:
         raise UserError(
             f"target.keep={keep} is impossible: even the narrowest MLP (width {round_to}) leaves "
-            f"{fixed + per_neuron * round_to:,} non-embedding parameters > {int(budget):,}; keep more, or remove fewer layers/KV groups"
+            f"{int(fixed + per_neuron * round_to):,} non-embedding parameters > {int(budget):,}; keep more, or remove fewer layers/KV groups"
         )
-    return min(width, base.intermediate_size)
+    return min(width, full)
 
 
 def _widths(start: int, end: int, n: int, shape: str, round_to: int) -> list[int]:
@@ -142,7 +193,9 @@ def shapes_along(shape: ModelShape, steps: list[Step]) -> list[ModelShape]:
     for st in steps:
         out.append(
             out[-1].after(
-                mlp_removed=st.mlp_neurons, kv_groups_removed=st.kv_groups, layers_removed=st.layers
+                mlp_removed=st.mlp_neurons, kv_groups_removed=st.kv_groups, layers_removed=st.layers,
+                experts_removed=st.experts, expert_neurons_removed=st.expert_neurons,
+                shared_removed=st.shared_expert_neurons,
             )
         )
     return out
@@ -153,8 +206,8 @@ def validate_steps(shape: ModelShape, steps: list[Step], constraints: Constraint
     shapes = [shape]
     for i, st in enumerate(steps, 1):
         cur = shapes[-1]
-        dry = PruningPlan.amounts(cur, mlp=st.mlp_neurons, kv=st.kv_groups, layers=st.layers)
         try:
+            dry = PruningPlan.amounts(cur, mlp=st.mlp_neurons, kv=st.kv_groups, layers=st.layers, **st.moe)
             shapes.append(dry.validate(cur, constraints))
         except UserError as e:
             raise UserError(f"iteration {i}: {e}") from None
@@ -194,6 +247,11 @@ def step_spec(recipe: Recipe, step: Step) -> StepSpec:
         kv_options=p.kv_options,
         layer_options=p.layer_options,
         layerwise=p.layerwise,
+        experts=step.experts,
+        expert_neurons=step.expert_neurons,
+        shared_expert_neurons=step.shared_expert_neurons,
+        expert_importance=p.expert_importance,
+        expert_neuron_importance=p.expert_neuron_importance,
     )
 
 

@@ -21,7 +21,10 @@ from prunetune.errors import UserError, did_you_mean
 @dataclass
 class TargetConfig:
     keep: float | None = bounded(0.5, gt=0.0, lt=1.0)
-    """Fraction of NON-EMBEDDING parameters to keep at the end (None: use explicit per-iteration amounts)."""
+    """Fraction of NON-EMBEDDING parameters to keep at the end (None: use explicit per-iteration amounts).
+    MLP neurons fill the budget in a dense model, expert neurons (every expert's width) in a MoE model."""
+    count: Literal["total", "active"] = "total"
+    """MoE: `keep` counts all parameters (memory) | the parameters a token passes through (compute)."""
 
 
 @dataclass
@@ -42,13 +45,19 @@ class ScheduleConfig:
     """Iteration -> KV groups removed from every layer in it, e.g. {2: 1}."""
     layers: dict[int, int] = field(default_factory=dict)
     """Iteration -> whole layers removed in it (lowest-scoring), e.g. {4: 1}."""
+    experts: dict[int, int] = field(default_factory=dict)
+    """MoE: iteration -> routed experts removed from every MoE layer in it, e.g. {1: 16}."""
+    expert_neurons: dict[int, int] = field(default_factory=dict)
+    """MoE: iteration -> neurons removed from every routed expert in it (explicit; target.keep fills the rest)."""
+    shared_expert_neurons: dict[int, int] = field(default_factory=dict)
+    """MoE with a shared expert: iteration -> shared-expert neurons removed in it."""
     round_to: int = bounded(1, ge=1)
     """Every intermediate width along the way is a multiple of this (hardware-friendly shapes)."""
     tensor_parallel: int = bounded(1, ge=1)
     """Heads, KV heads and MLP width must stay divisible by this."""
 
     def __post_init__(self):
-        for key in ("kv_groups", "layers"):
+        for key in ("kv_groups", "layers", "experts", "expert_neurons", "shared_expert_neurons"):
             if any(v < 0 for v in getattr(self, key).values()):
                 raise UserError(f"schedule.{key}: counts must not be negative, got {getattr(self, key)}")
 
@@ -70,6 +79,10 @@ class PruneConfig:
     layerwise: bool = False
     """Score one decoder layer at a time on the GPU (the model stays on CPU): one layer plus the
     calibration activations in accelerator memory, same scores; forward scorers only (not taylor, skip_loss)."""
+    expert_importance: str = "reap"
+    """MoE expert scorer: reap | frequency | random."""
+    expert_neuron_importance: str = "activation"
+    """MoE expert-neuron (and shared-expert-neuron) scorer: activation | random."""
     calibration: str = "arith"
     """Reasoning calibration text: a registered text source (built in: arith) or a local JSONL/txt/parquet/datasets path."""
     general: str | None = None

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 from prunetune.errors import UserError
-from prunetune.models import gemma2, gemma3, granite, llama, mistral, olmo2, phi3, qwen2, qwen3, smollm3
+from prunetune.models import (
+    gemma2,
+    gemma3,
+    granite,
+    llama,
+    mistral,
+    mixtral,
+    olmo2,
+    olmoe,
+    phi3,
+    qwen2,
+    qwen2_moe,
+    qwen3,
+    qwen3_moe,
+    smollm3,
+)
 from prunetune.models.adapter import FamilyAdapter, RowBlocks
 
 ADAPTERS: dict[str, FamilyAdapter] = {
     m.ADAPTER.model_type: m.ADAPTER
-    for m in (llama, mistral, qwen2, qwen3, gemma2, phi3, gemma3, olmo2, smollm3, granite)
+    for m in (llama, mistral, qwen2, qwen3, gemma2, phi3, gemma3, olmo2, smollm3, granite,
+              qwen2_moe, qwen3_moe, mixtral, olmoe)
 }
 FAMILIES = tuple(ADAPTERS)
+DENSE_FAMILIES = tuple(k for k, a in ADAPTERS.items() if a.moe is None)
+MOE_FAMILIES = tuple(k for k, a in ADAPTERS.items() if a.moe is not None)
 _HINTS = {
     "gemma3": " (multimodal Gemma 3; only its text-only checkpoints, model_type 'gemma3_text', are supported)",
 }
@@ -27,4 +45,4 @@ def get_adapter(model_or_config) -> FamilyAdapter:
     return ADAPTERS[model_type]
 
 
-__all__ = ["ADAPTERS", "FAMILIES", "FamilyAdapter", "RowBlocks", "get_adapter"]
+__all__ = ["ADAPTERS", "DENSE_FAMILIES", "FAMILIES", "MOE_FAMILIES", "FamilyAdapter", "RowBlocks", "get_adapter"]

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from prunetune.models.moe import MoE
+
 
 @dataclass(frozen=True)
 class RowBlocks:
@@ -62,6 +64,10 @@ class FamilyAdapter:
     """Config field of the cap the family applies to its output logits (tanh(x / cap) * cap), if any."""
     logits_divisor: str | None = None
     """Config field the family divides its output logits by (Granite's logits_scaling), if any."""
+    qk_norm_full: bool = False
+    """RMSNorm over the whole q / k projection, not per head (OLMoE): KV groups cannot be removed exactly."""
+    moe: MoE | None = None
+    """The sparse-block layout of a mixture-of-experts family (None: dense)."""
     tiny_config: dict = field(default_factory=dict)
     """Extra config fields for the family's tiny random test model."""
 

@@ -29,6 +29,9 @@ QUANT_GROUP = 128
 def serving_rewrite(model) -> tuple[dict, dict[str, torch.Tensor]] | None:
     """(config.json fields to change, tensors to add) so that serving engines load `model`, or None."""
     c = model.config
+    if c.model_type == "qwen2_moe" and getattr(c, "head_dim", None) not in (None, c.hidden_size // c.num_attention_heads):
+        log.warning("this Qwen2-MoE has pruned heads: vLLM's Qwen2-MoE derives head_dim as hidden_size / heads "
+                    "and cannot load it (transformers can)")
     if c.model_type != "qwen2":
         return None
     head_dim = getattr(c, "head_dim", None)

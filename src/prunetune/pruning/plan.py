@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from prunetune.errors import UserError
 from prunetune.models.shape import ModelShape
+from prunetune.pruning.plan_moe import moe_widths, validate_moe
 
 
 @dataclass(frozen=True)
@@ -27,16 +28,31 @@ class PruningPlan:
     mlp_neurons: dict[int, list[int]] = field(default_factory=dict)
     kv_groups: dict[int, list[int]] = field(default_factory=dict)
     layers: list[int] = field(default_factory=list)
+    experts: dict[int, list[int]] = field(default_factory=dict)
+    """Routed experts removed from every sparse layer (keyed by sparse layer; router rows go with them)."""
+    expert_neurons: dict[int, list[int]] = field(default_factory=dict)
+    """Per sparse layer, flat indices expert * moe_intermediate_size + neuron, the same count from every
+    expert (numbered before this plan's expert removal), so one expert width remains."""
+    shared_expert_neurons: dict[int, list[int]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
     @classmethod
     def amounts(
-        cls, shape: ModelShape, *, mlp: int = 0, kv: int = 0, layers: list[int] | int = 0
+        cls, shape: ModelShape, *, mlp: int = 0, kv: int = 0, layers: list[int] | int = 0,
+        experts: int = 0, expert_neurons: int = 0, shared: int = 0,
     ) -> PruningPlan:
         """A plan with these counts and placeholder indices: validating it checks the amounts alone."""
         per_layer = range(shape.num_hidden_layers)
+        if (experts or expert_neurons or shared) and not shape.moe_layers:
+            raise UserError(f"--experts / --expert-neurons (experts, expert_neurons): '{shape.model_type}' "
+                            "is a dense model with no MoE layers")
+        E, W, sparse = shape.num_experts, shape.moe_intermediate_size, shape.moe_layers
         return cls(
-            mlp_neurons={i: list(range(mlp)) for i in per_layer} if mlp else {},
+            experts={i: list(range(experts)) for i in sparse} if experts else {},
+            expert_neurons={i: [e * W + n for e in range(E) for n in range(expert_neurons)] for i in sparse}
+            if expert_neurons else {},
+            shared_expert_neurons={i: list(range(shared)) for i in sparse} if shared else {},
+            mlp_neurons={i: list(range(mlp)) for i in shape.dense_layers} if mlp else {},
             kv_groups={i: list(range(kv)) for i in per_layer} if kv else {},
             layers=list(layers) if isinstance(layers, list) else list(range(layers)),
         )
@@ -50,22 +66,43 @@ class PruningPlan:
     def kv_per_layer(self) -> int:
         return len(next(iter(self.kv_groups.values()))) if self.kv_groups else 0
 
+    @property
+    def experts_per_layer(self) -> int:
+        return len(next(iter(self.experts.values()))) if self.experts else 0
+
+    def expert_neurons_per_expert(self, shape: ModelShape) -> int:
+        return len(next(iter(self.expert_neurons.values()))) // shape.num_experts if self.expert_neurons else 0
+
+    @property
+    def shared_per_layer(self) -> int:
+        return len(next(iter(self.shared_expert_neurons.values()))) if self.shared_expert_neurons else 0
+
     def is_empty(self) -> bool:
-        return not (self.mlp_per_layer or self.kv_per_layer or self.layers)
+        return not (self.mlp_per_layer or self.kv_per_layer or self.layers or self.experts
+                    or self.expert_neurons or self.shared_expert_neurons)
 
     def shape_after(self, shape: ModelShape) -> ModelShape:
         return shape.after(
             mlp_removed=self.mlp_per_layer,
             kv_groups_removed=self.kv_per_layer,
-            layers_removed=len(self.layers),
+            layers_removed=sorted(self.layers),
+            experts_removed=self.experts_per_layer,
+            expert_neurons_removed=self.expert_neurons_per_expert(shape),
+            shared_removed=self.shared_per_layer,
         )
 
     # ---- validation -----------------------------------------------------------------------
     def validate(self, shape: ModelShape, constraints: Constraints = Constraints()) -> ModelShape:
         """Check every constraint against `shape`; return the shape after. Raises UserError."""
         L = shape.num_hidden_layers
-        self._check_uniform("mlp_neurons", self.mlp_neurons, L, shape.intermediate_size, "MLP neurons")
-        self._check_uniform("kv_groups", self.kv_groups, L, shape.num_key_value_heads, "KV groups")
+        if self.mlp_neurons and not shape.dense_layers:
+            raise UserError(f"plan.mlp_neurons: '{shape.model_type}' has no dense MLP layers; prune expert_neurons")
+        self._check_uniform("mlp_neurons", self.mlp_neurons, shape.dense_layers, shape.intermediate_size,
+                            "MLP neurons", "dense-MLP layer" if shape.moe_layers else "layer")
+        if self.kv_groups and shape.qk_norm_full:
+            raise UserError(f"plan.kv_groups: '{shape.model_type}' normalises q/k over all heads; KV groups "
+                            "cannot be removed exactly")
+        self._check_uniform("kv_groups", self.kv_groups, range(L), shape.num_key_value_heads, "KV groups")
         if len(set(self.layers)) != len(self.layers):
             raise UserError("plan.layers: duplicate layer ids")
         bad = [i for i in self.layers if not 0 <= i < L]
@@ -73,13 +110,15 @@ class PruningPlan:
             raise UserError(f"plan.layers: layer id {bad[0]} out of range (model has {L} layers: 0..{L - 1})")
         if len(self.layers) >= L:
             raise UserError(f"plan.layers: removing {len(self.layers)} of {L} layers leaves none")
+        validate_moe(self, shape)
         after = self.shape_after(shape)
         if after.heads_divide_hidden and after.hidden_size % after.num_attention_heads:
             raise UserError(
                 f"plan.kv_groups: {after.num_attention_heads} query heads left do not divide hidden_size="
                 f"{after.hidden_size}, which {shape.model_type} configs require (transformers would reject the checkpoint)"
             )
-        if after.intermediate_size % constraints.round_to:
+        moe_widths(shape, after, constraints)
+        if shape.dense_layers and after.intermediate_size % constraints.round_to:
             raise UserError(
                 f"MLP width after pruning ({after.intermediate_size}) is not a multiple of round_to={constraints.round_to}"
             )
@@ -87,7 +126,7 @@ class PruningPlan:
         for name, value in (
             ("num_attention_heads", after.num_attention_heads),
             ("num_key_value_heads", after.num_key_value_heads),
-            ("intermediate_size", after.intermediate_size),
+            ("intermediate_size", after.intermediate_size if shape.dense_layers else 0),
         ):
             if value % tp:
                 raise UserError(f"{name} after pruning ({value}) is not divisible by tensor_parallel={tp}")
@@ -95,12 +134,14 @@ class PruningPlan:
 
     @staticmethod
     def _check_uniform(
-        key: str, per_layer: dict[int, list[int]], num_layers: int, width: int, what: str
+        key: str, per_layer: dict[int, list[int]], layers, width: int, what: str, kind: str = "layer"
     ) -> None:
         if not per_layer:
             return
-        if sorted(per_layer) != list(range(num_layers)):
-            raise UserError(f"plan.{key}: must name every layer 0..{num_layers - 1} (uniform pruning)")
+        layers = list(layers)
+        if sorted(per_layer) != layers:
+            where = f"0..{len(layers) - 1}" if layers == list(range(len(layers))) else str(layers)
+            raise UserError(f"plan.{key}: must name every {kind} {where} (uniform pruning)")
         counts = {len(v) for v in per_layer.values()}
         if len(counts) != 1:
             raise UserError(
@@ -120,6 +161,8 @@ class PruningPlan:
         d = asdict(self)
         d["mlp_neurons"] = {str(k): sorted(v) for k, v in self.mlp_neurons.items()}
         d["kv_groups"] = {str(k): sorted(v) for k, v in self.kv_groups.items()}
+        for key in ("experts", "expert_neurons", "shared_expert_neurons"):
+            d[key] = {str(k): sorted(v) for k, v in getattr(self, key).items()}
         d["layers"] = sorted(self.layers)
         return d
 
@@ -129,6 +172,9 @@ class PruningPlan:
             mlp_neurons={int(k): list(v) for k, v in d.get("mlp_neurons", {}).items()},
             kv_groups={int(k): list(v) for k, v in d.get("kv_groups", {}).items()},
             layers=list(d.get("layers", [])),
+            experts={int(k): list(v) for k, v in d.get("experts", {}).items()},
+            expert_neurons={int(k): list(v) for k, v in d.get("expert_neurons", {}).items()},
+            shared_expert_neurons={int(k): list(v) for k, v in d.get("shared_expert_neurons", {}).items()},
             meta=dict(d.get("meta", {})),
         )
 

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from prunetune.errors import UserError
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.plan import Constraints, PruningPlan
-from prunetune.pruning.select import plan_from_scores
+from prunetune.pruning.select import add_moe_units, plan_from_scores
 from prunetune.pruning.surgery import OptimizerState, apply_plan
 
 
@@ -36,6 +37,14 @@ class StepSpec:
     layer_options: dict = field(default_factory=dict)
     layerwise: bool = False
     """Score one decoder layer at a time on the compute device (importance/layerwise.py)."""
+    experts: int = 0
+    """Routed experts removed from every MoE layer (router rows with them)."""
+    expert_neurons: int = 0
+    """Neurons removed from every routed expert of every MoE layer."""
+    shared_expert_neurons: int = 0
+    """Shared-expert neurons removed from every MoE layer (Qwen2-MoE)."""
+    expert_importance: str = "reap"
+    expert_neuron_importance: str = "activation"
 
     @property
     def removes_layers(self) -> int:
@@ -44,9 +53,18 @@ class StepSpec:
 
 def check_spec(spec: StepSpec) -> None:
     """Scorer names and options checked before any scoring work (errors name the recipe key)."""
-    from prunetune.pruning.importance import KV_SCORERS, LAYER_SCORERS, MLP_SCORERS, check_options
+    from prunetune.pruning.importance import (
+        EXPERT_NEURON_SCORERS,
+        EXPERT_SCORERS,
+        KV_SCORERS,
+        LAYER_SCORERS,
+        MLP_SCORERS,
+        check_options,
+    )
     from prunetune.pruning.importance.layerwise import check_layerwise
 
+    EXPERT_SCORERS.entry(spec.expert_importance)
+    EXPERT_NEURON_SCORERS.entry(spec.expert_neuron_importance)
     for kind, registry, name, options in (
         ("mlp", MLP_SCORERS, spec.mlp_importance, spec.mlp_options),
         ("kv", KV_SCORERS, spec.kv_importance, spec.kv_options),
@@ -112,7 +130,7 @@ def decide(
     }
     if layer_scores is not None:
         meta["layer_scores"] = [round(float(s), 6) for s in layer_scores]
-    return plan_from_scores(
+    plan = plan_from_scores(
         mlp_scores=mlp_scores,
         mlp_per_layer=spec.mlp_neurons,
         kv_scores=kv_scores,
@@ -122,6 +140,23 @@ def decide(
         layer_ids=spec.layer_ids,
         meta=meta,
     )
+    return _decide_moe(model, spec, plan, shape, calibration, seed=seed, progress=progress)
+
+
+def _decide_moe(model, spec: StepSpec, plan: PruningPlan, shape: ModelShape, calibration, *, seed, progress):
+    from prunetune.pruning import importance
+
+    expert_scores = neuron_scores = None
+    if spec.experts:
+        expert_scores = importance.score_experts(model, spec.expert_importance, calibration, seed=seed, progress=progress)
+        plan.meta["expert_importance"] = spec.expert_importance
+    if spec.expert_neurons or spec.shared_expert_neurons:
+        neuron_scores = importance.score_expert_neurons(
+            model, spec.expert_neuron_importance, calibration, seed=seed, progress=progress)
+        plan.meta["expert_neuron_importance"] = spec.expert_neuron_importance
+    return add_moe_units(plan, shape.moe_layers, shape.num_experts, expert_scores=expert_scores,
+                         experts=spec.experts, neuron_scores=neuron_scores, expert_neurons=spec.expert_neurons,
+                         shared_neurons=spec.shared_expert_neurons)
 
 
 def prune_step(
@@ -139,9 +174,13 @@ def prune_step(
     """Decide, validate, then cut. Validation of the AMOUNTS happens before any scoring work."""
     shape = ModelShape.from_config(model.config)
     dry = PruningPlan.amounts(
-        shape, mlp=spec.mlp_neurons, kv=spec.kv_groups, layers=list(spec.layer_ids) or spec.layers
+        shape, mlp=spec.mlp_neurons, kv=spec.kv_groups, layers=list(spec.layer_ids) or spec.layers,
+        experts=spec.experts, expert_neurons=spec.expert_neurons, shared=spec.shared_expert_neurons,
     )
     dry.validate(shape, constraints)
+    if spec.mlp_neurons and shape.moe_layers:  # the MLP scorers hook every layer's dense MLP
+        raise UserError("--mlp-fraction / mlp: MLP neuron scoring on a MoE model is not supported yet; "
+                        "prune expert_neurons / shared_expert_neurons")
     check_spec(spec)
     plan = decide(model, spec, calibration, general=general, seed=seed, progress=progress, mlp_scores=mlp_scores)
     with torch.no_grad():

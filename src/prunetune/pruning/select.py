@@ -56,3 +56,21 @@ def plan_from_scores(
         assert layer_scores is not None
         plan.layers = lowest(layer_scores, num_layers)
     return plan
+
+
+def add_moe_units(plan: PruningPlan, moe_layers, num_experts: int, *, expert_scores=None, experts: int = 0,
+                  neuron_scores=None, expert_neurons: int = 0, shared_neurons: int = 0) -> PruningPlan:
+    """The lowest experts, expert neurons (the same count in every expert) and shared-expert neurons of
+    every MoE layer, into `plan`. Scores are rows in `moe_layers` order; `neuron_scores` is
+    (experts [n, num_experts * width], shared [n, shared width] or None)."""
+    if experts:
+        plan.experts = {i: lowest(row, experts) for i, row in zip(moe_layers, expert_scores)}
+    if expert_neurons:
+        plan.expert_neurons = {}
+        for i, row in zip(moe_layers, neuron_scores[0]):
+            per_expert = row.reshape(num_experts, -1)
+            width = per_expert.shape[1]
+            plan.expert_neurons[i] = [e * width + n for e in range(num_experts) for n in lowest(per_expert[e], expert_neurons)]
+    if shared_neurons:
+        plan.shared_expert_neurons = {i: lowest(row, shared_neurons) for i, row in zip(moe_layers, neuron_scores[1])}
+    return plan

@@ -13,6 +13,7 @@ import torch.nn as nn
 from prunetune.models import get_adapter
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.plan import Constraints, PruningPlan
+from prunetune.pruning.surgery_moe import apply_moe
 
 OptimizerState = dict[str, dict[str, torch.Tensor]]
 
@@ -39,6 +40,14 @@ class _Slicer:
                 }
         if isinstance(linear, nn.Linear):
             linear.out_features, linear.in_features = linear.weight.shape
+
+    def param(self, module: nn.Module, attr: str, take) -> None:
+        """Replace `module.<attr>` by take(it) (e.g. fused 3-D experts); same-shaped optimizer state follows."""
+        p = getattr(module, attr)
+        name = self.names.get(id(p))
+        setattr(module, attr, nn.Parameter(take(p.data).contiguous(), requires_grad=p.requires_grad))
+        if self.state is not None and name in self.state:
+            self.state[name] = {k: (take(v).contiguous() if v.shape == p.shape else v) for k, v in self.state[name].items()}
 
 
 def _take(t: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.Tensor:
@@ -86,7 +95,7 @@ def apply_plan(
     hd, G = shape.head_dim, shape.group_size
 
     for i, layer in enumerate(layers):
-        if plan.mlp_per_layer:
+        if i in plan.mlp_neurons:  # dense layers (all of them in a dense model)
             keep = _keep(shape.intermediate_size, plan.mlp_neurons[i])
             sizes = {"mlp": shape.intermediate_size}
             for rb in adapter.mlp_in_blocks(layer):
@@ -103,10 +112,13 @@ def apply_plan(
             slicer(adapter.attn_out_linear(layer), cols=keep["q"])
             adapter.set_attn_counts(layer, after.num_attention_heads, after.num_key_value_heads)
 
-    config.intermediate_size = after.intermediate_size
+    if shape.dense_layers:
+        config.intermediate_size = after.intermediate_size
     config.num_attention_heads = after.num_attention_heads
     config.num_key_value_heads = after.num_key_value_heads
     config.head_dim = hd  # explicit: families with head_dim=None would recompute hidden/heads on reload
+    if shape.moe_layers:
+        apply_moe(model, plan, shape, after, slicer)
 
     if plan.layers:
         kept = [i for i in range(shape.num_hidden_layers) if i not in set(plan.layers)]
@@ -119,6 +131,8 @@ def apply_plan(
         for key in adapter.per_layer_config:  # layer_types, no_rope_layers, ...
             if getattr(config, key, None) is not None:
                 setattr(config, key, [getattr(config, key)[i] for i in kept])
+        if shape.moe_layers:
+            adapter.moe.set_layer_ids(config, list(after.moe_layers))
         if optimizer_state is not None:
             optimizer_state = _rename(model, old_names, optimizer_state)
     return optimizer_state

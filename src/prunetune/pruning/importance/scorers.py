@@ -22,6 +22,10 @@ KV_SCORERS = Registry("KV-group scorer")
 """[num_layers, num_key_value_heads] scores (a KV head with its query heads)."""
 LAYER_SCORERS = Registry("layer scorer")
 """[num_layers] scores; lower = more redundant = removed first."""
+EXPERT_SCORERS = Registry("expert scorer")
+"""[num MoE layers, num_experts] scores, rows in ModelShape.moe_layers order; higher = kept."""
+EXPERT_NEURON_SCORERS = Registry("expert-neuron scorer")
+"""(experts [num MoE layers, num_experts * expert width], shared [num MoE layers, shared width] or None)."""
 
 
 @dataclass
@@ -70,3 +74,13 @@ def score_kv_groups(model, method, batches, *, seed=0, progress=True, options=No
 def score_layers(model, method, batches, *, progress=True, options=None, layerwise=None):
     """Score every decoder layer: [num_layers] float32 on CPU; lower = more redundant."""
     return _score(LAYER_SCORERS, model, method, batches, options, layerwise, progress=progress)
+
+
+def score_experts(model, method, batches, *, seed=0, progress=True, options=None):
+    """Score every routed expert of every MoE layer: [num MoE layers, num_experts] float32 on CPU."""
+    return _score(EXPERT_SCORERS, model, method, batches, options, seed=seed, progress=progress)
+
+
+def score_expert_neurons(model, method, batches, *, seed=0, progress=True, options=None):
+    """Score every expert neuron and shared-expert neuron (see EXPERT_NEURON_SCORERS)."""
+    return _score(EXPERT_NEURON_SCORERS, model, method, batches, options, seed=seed, progress=progress)

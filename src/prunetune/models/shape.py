@@ -87,8 +87,10 @@ class ModelShape:
         attn_scores = self.num_hidden_layers * 2 * q * d * context  # QK^T and AV
         return 2 * (matmul_params + attn_scores + self.vocab_size * h)
 
-    def after(self, *, mlp_removed: int = 0, kv_groups_removed: int = 0, layers_removed: int = 0) -> ModelShape:
-        """The shape after uniform removal: same counts from every layer."""
+    def after(
+        self, *, mlp_removed: int = 0, kv_groups_removed: int = 0, layers_removed: int = 0, hidden_removed: int = 0
+    ) -> ModelShape:
+        """The shape after uniform removal: same counts from every layer; head_dim stays."""
         g = self.group_size
         return replace(
             self,
@@ -96,6 +98,7 @@ class ModelShape:
             num_key_value_heads=self.num_key_value_heads - kv_groups_removed,
             num_attention_heads=self.num_attention_heads - kv_groups_removed * g,
             num_hidden_layers=self.num_hidden_layers - layers_removed,
+            hidden_size=self.hidden_size - hidden_removed,
         )
 
     def to_dict(self) -> dict:

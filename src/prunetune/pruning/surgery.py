@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from prunetune.models import get_adapter
 from prunetune.models.shape import ModelShape
+from prunetune.pruning.hidden_surgery import cut_hidden
 from prunetune.pruning.plan import Constraints, PruningPlan
 
 OptimizerState = dict[str, dict[str, torch.Tensor]]
@@ -32,14 +33,15 @@ class _Slicer:
             name = self.names.get(id(p))
             new = _take(p.data, rows, cols if attr == "weight" else None)
             setattr(linear, attr, nn.Parameter(new, requires_grad=p.requires_grad))
+            self.names[id(getattr(linear, attr))] = name  # a tensor may be cut twice (neurons, then channels)
             if self.state is not None and name in self.state:
                 self.state[name] = {
                     k: (_take(v, rows, cols if attr == "weight" else None) if v.shape == p.shape else v)
                     for k, v in self.state[name].items()
                 }
-        if rows is not None:
+        if rows is not None and isinstance(linear, nn.Linear):
             linear.out_features = linear.weight.shape[0]
-        if cols is not None:
+        if cols is not None and isinstance(linear, nn.Linear):
             linear.in_features = linear.weight.shape[1]
 
 
@@ -105,6 +107,8 @@ def apply_plan(
             slicer(adapter.attn_out_linear(layer), cols=keep["q"])
             adapter.set_attn_counts(layer, after.num_attention_heads, after.num_key_value_heads)
 
+    if plan.hidden_channels:
+        cut_hidden(model, adapter, _keep(shape.hidden_size, plan.hidden_channels), slicer)
     config.intermediate_size = after.intermediate_size
     config.num_attention_heads = after.num_attention_heads
     config.num_key_value_heads = after.num_key_value_heads

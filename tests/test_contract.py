@@ -92,6 +92,10 @@ CASES = [
     ("prune {w}/llama --out {t}/" + LONG + " --mlp-fraction 0.5", "too long"),
     ("prune {w}/llama --out {w}/exists --mlp-fraction 0.5", "already exists"),
     ("prune {w}/llama --out {t}/o", "nothing to remove"),
+    ("prune {w}/llama --out {t}/o --hidden-fraction 0", "--hidden-fraction"),
+    ("prune {w}/llama --out {t}/o --hidden-fraction 1", "--hidden-fraction"),
+    ("prune {w}/llama --out {t}/o --hidden-fraction 0.5 --round-to 128", "--hidden-fraction"),
+    ("prune {w}/llama --out {t}/o --hidden-fraction 0.5 --hidden-importance bogus", "unknown hidden-channel scorer"),
     # recover
     ("recover {w}/llama --out {t}/o --method bogus --data arith", "unknown recovery method 'bogus'"),
     ("recover {w}/llama --out {t}/o --method sfft --data arith", "did you mean 'sft'"),
@@ -158,6 +162,10 @@ CASES = [
     ("validate smoke evaluation.tasks=[]", "evaluation.tasks"),
     ("validate smoke gate.task=perplexity gate.max_drop=0.1", "gate.task"),
     ("validate smoke bogus", "key=value"),
+    ("validate smoke schedule.hidden.1=64", "schedule.hidden removes 64 of 64"),
+    ("validate smoke schedule.hidden.1=4", "hidden_size after pruning (60) is not a multiple of round_to=8"),
+    ("validate smoke schedule.hidden.3=8", "schedule.hidden: iteration 3"),
+    ("validate smoke prune.hidden_options.site=middle", "prune.hidden_options.site"),
     ("validate smoke prune.mlp_importance=ptl prune.mlp_options.top_n=0", "prune.mlp_options.top_n"),
     # run: every input checked before the first write
     ("run smoke output_dir={w}/afile/run", "not a directory"),

@@ -11,7 +11,7 @@ def register(sub):
 def _registries():
     from prunetune.checkpoint import MODELS
     from prunetune.data import SOURCES
-    from prunetune.pruning.importance import KV_SCORERS, LAYER_SCORERS, MLP_SCORERS
+    from prunetune.pruning.importance import HIDDEN_SCORERS, KV_SCORERS, LAYER_SCORERS, MLP_SCORERS
     from prunetune.recovery import TUNERS
     from prunetune.tasks import TASKS
 
@@ -20,6 +20,7 @@ def _registries():
         ("mlp scorers", MLP_SCORERS),
         ("kv scorers", KV_SCORERS),
         ("layer scorers", LAYER_SCORERS),
+        ("hidden scorers", HIDDEN_SCORERS),
         ("recovery", TUNERS),
         ("tasks", TASKS),
         ("text sources", SOURCES),

@@ -31,6 +31,8 @@ class Step:
     by_damage: bool = False
     """The MLP amount is decided when the step runs, by measured damage (schedule.shape: damage);
     `mlp_neurons` is then the plan's equal-split estimate, used for validation and display."""
+    hidden: int = 0
+    """Hidden channels (residual-stream width) removed in this step."""
 
     def halves(self, round_to: int = 1) -> tuple[Step, Step] | None:
         """Split into two smaller steps with the same total (for the adaptive gate), or None if atomic.
@@ -38,10 +40,16 @@ class Step:
         A step that removes whole layers or KV groups AND neurons is split by kind first, the
         structural part first: halving only the neurons would retry with the same layer still cut,
         and a whole layer costs far more than a few dozen neurons (bench/results/adaptive.md: three
-        such retries in a row failed the gate). Then layers / groups are halved, then neurons.
+        such retries in a row failed the gate). Then hidden channels apart from layers / groups, then
+        layers / groups are halved, then neurons or channels (in multiples of round_to).
         """
-        if self.mlp_neurons and (self.kv_groups or self.layers):
-            return (Step(0, self.kv_groups, self.layers), Step(self.mlp_neurons, 0, 0))
+        if self.mlp_neurons and (self.kv_groups or self.layers or self.hidden):
+            return (Step(0, self.kv_groups, self.layers, hidden=self.hidden), Step(self.mlp_neurons, 0, 0))
+        if self.hidden and (self.kv_groups or self.layers):
+            return (Step(0, self.kv_groups, self.layers), Step(hidden=self.hidden))
+        if self.hidden:
+            first = (self.hidden // 2) // round_to * round_to
+            return (Step(hidden=first), Step(hidden=self.hidden - first)) if first else None
         if self.kv_groups >= 2 or self.layers >= 2:
             k1, l1 = self.kv_groups // 2, self.layers // 2
             return (Step(0, k1, l1), Step(0, self.kv_groups - k1, self.layers - l1))
@@ -72,6 +80,7 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
     s, k = recipe.schedule, recipe.iterations
     _check_iterations("kv_groups", s.kv_groups, k)
     _check_iterations("layers", s.layers, k)
+    _check_iterations("hidden", s.hidden, k)
     mlp_iters = s.mlp_iterations if s.mlp_iterations is not None else list(range(1, k + 1))
     _check_iterations("mlp_iterations", mlp_iters, k)
     kv_total, layers_total = sum(s.kv_groups.values()), sum(s.layers.values())
@@ -83,7 +92,10 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
         raise UserError(
             f"schedule.layers removes {layers_total} of {shape.num_hidden_layers} layers: none would be left"
         )
-    steps = [Step(0, s.kv_groups.get(i, 0), s.layers.get(i, 0)) for i in range(1, k + 1)]
+    hidden_total = sum(s.hidden.values())
+    if hidden_total >= shape.hidden_size:
+        raise UserError(f"schedule.hidden removes {hidden_total} of {shape.hidden_size} hidden channels: none would be left")
+    steps = [Step(0, s.kv_groups.get(i, 0), s.layers.get(i, 0), hidden=s.hidden.get(i, 0)) for i in range(1, k + 1)]
 
     if s.mlp_neurons_per_iteration:
         for i in mlp_iters:
@@ -96,14 +108,15 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
             steps[i - 1].mlp_neurons = w0 - w1
             steps[i - 1].by_damage = s.shape == "damage" and not recipe.one_shot
     if recipe.one_shot:
-        steps = [Step(sum(x.mlp_neurons for x in steps), kv_total, layers_total)]
+        steps = [Step(sum(x.mlp_neurons for x in steps), kv_total, layers_total, hidden=hidden_total)]
     return steps
 
 
 def final_mlp_width(recipe: Recipe, shape: ModelShape) -> int:
-    """The MLP width the run ends at (target.keep after the planned KV-group and layer cuts)."""
+    """The MLP width the run ends at (target.keep after the planned KV-group, layer and hidden cuts)."""
     s = recipe.schedule
-    base = shape.after(kv_groups_removed=sum(s.kv_groups.values()), layers_removed=sum(s.layers.values()))
+    base = shape.after(kv_groups_removed=sum(s.kv_groups.values()), layers_removed=sum(s.layers.values()),
+                       hidden_removed=sum(s.hidden.values()))
     return _width_for_target(shape, base, recipe.target.keep, s.round_to)
 
 
@@ -116,7 +129,7 @@ def _width_for_target(dense: ModelShape, base: ModelShape, keep: float, round_to
     if width < round_to or width < 1:
         raise UserError(
             f"target.keep={keep} is impossible: even the narrowest MLP (width {round_to}) leaves "
-            f"{fixed + per_neuron * round_to:,} non-embedding parameters > {int(budget):,}; keep more, or remove fewer layers/KV groups"
+            f"{fixed + per_neuron * round_to:,} non-embedding parameters > {int(budget):,}; keep more, or remove fewer layers/KV groups/hidden channels"
         )
     return min(width, base.intermediate_size)
 
@@ -142,7 +155,8 @@ def shapes_along(shape: ModelShape, steps: list[Step]) -> list[ModelShape]:
     for st in steps:
         out.append(
             out[-1].after(
-                mlp_removed=st.mlp_neurons, kv_groups_removed=st.kv_groups, layers_removed=st.layers
+                mlp_removed=st.mlp_neurons, kv_groups_removed=st.kv_groups, layers_removed=st.layers,
+                hidden_removed=st.hidden,
             )
         )
     return out
@@ -153,7 +167,7 @@ def validate_steps(shape: ModelShape, steps: list[Step], constraints: Constraint
     shapes = [shape]
     for i, st in enumerate(steps, 1):
         cur = shapes[-1]
-        dry = PruningPlan.amounts(cur, mlp=st.mlp_neurons, kv=st.kv_groups, layers=st.layers)
+        dry = PruningPlan.amounts(cur, mlp=st.mlp_neurons, kv=st.kv_groups, layers=st.layers, hidden=st.hidden)
         try:
             shapes.append(dry.validate(cur, constraints))
         except UserError as e:
@@ -193,6 +207,9 @@ def step_spec(recipe: Recipe, step: Step) -> StepSpec:
         mlp_options=p.mlp_options,
         kv_options=p.kv_options,
         layer_options=p.layer_options,
+        hidden_channels=step.hidden,
+        hidden_importance=p.hidden_importance,
+        hidden_options=p.hidden_options,
     )
 
 

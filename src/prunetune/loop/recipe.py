@@ -42,13 +42,15 @@ class ScheduleConfig:
     """Iteration -> KV groups removed from every layer in it, e.g. {2: 1}."""
     layers: dict[int, int] = field(default_factory=dict)
     """Iteration -> whole layers removed in it (lowest-scoring), e.g. {4: 1}."""
+    hidden: dict[int, int] = field(default_factory=dict)
+    """Iteration -> hidden channels (residual-stream width) removed in it, e.g. {1: 128}."""
     round_to: int = bounded(1, ge=1)
     """Every intermediate width along the way is a multiple of this (hardware-friendly shapes)."""
     tensor_parallel: int = bounded(1, ge=1)
     """Heads, KV heads and MLP width must stay divisible by this."""
 
     def __post_init__(self):
-        for key in ("kv_groups", "layers"):
+        for key in ("kv_groups", "layers", "hidden"):
             if any(v < 0 for v in getattr(self, key).values()):
                 raise UserError(f"schedule.{key}: counts must not be negative, got {getattr(self, key)}")
 
@@ -67,6 +69,10 @@ class PruneConfig:
     """Layer scorer (lower = more redundant)."""
     layer_options: dict = field(default_factory=dict)
     """Options of the layer scorer."""
+    hidden_importance: str = "activation"
+    """Hidden-channel scorer (schedule.hidden)."""
+    hidden_options: dict = field(default_factory=dict)
+    """Options of the hidden-channel scorer, e.g. {site: residual}."""
     calibration: str = "arith"
     """Reasoning calibration text: a registered text source (built in: arith) or a local JSONL/txt/parquet/datasets path."""
     general: str | None = None

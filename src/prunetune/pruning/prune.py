@@ -12,7 +12,7 @@ import torch
 
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.plan import Constraints, PruningPlan
-from prunetune.pruning.select import plan_from_scores
+from prunetune.pruning.select import lowest, plan_from_scores
 from prunetune.pruning.surgery import OptimizerState, apply_plan
 
 
@@ -34,6 +34,10 @@ class StepSpec:
     """Options of the MLP scorer (see `prunetune ls -v`)."""
     kv_options: dict = field(default_factory=dict)
     layer_options: dict = field(default_factory=dict)
+    hidden_channels: int = 0
+    """Residual-stream channels removed (hidden_size shrinks by this; the same channels everywhere)."""
+    hidden_importance: str = "activation"
+    hidden_options: dict = field(default_factory=dict)
 
     @property
     def removes_layers(self) -> int:
@@ -42,12 +46,13 @@ class StepSpec:
 
 def check_spec(spec: StepSpec) -> None:
     """Scorer names and options checked before any scoring work (errors name the recipe key)."""
-    from prunetune.pruning.importance import KV_SCORERS, LAYER_SCORERS, MLP_SCORERS, check_options
+    from prunetune.pruning.importance import HIDDEN_SCORERS, KV_SCORERS, LAYER_SCORERS, MLP_SCORERS, check_options
 
     for kind, registry, name, options in (
         ("mlp", MLP_SCORERS, spec.mlp_importance, spec.mlp_options),
         ("kv", KV_SCORERS, spec.kv_importance, spec.kv_options),
         ("layer", LAYER_SCORERS, spec.layer_importance, spec.layer_options),
+        ("hidden", HIDDEN_SCORERS, spec.hidden_importance, spec.hidden_options),
     ):
         registry.entry(name)
         check_options(registry, name, options, f"prune.{kind}_options")
@@ -104,7 +109,9 @@ def decide(
     }
     if layer_scores is not None:
         meta["layer_scores"] = [round(float(s), 6) for s in layer_scores]
-    return plan_from_scores(
+    if spec.hidden_channels:
+        meta["hidden_importance"] = spec.hidden_importance
+    plan = plan_from_scores(
         mlp_scores=mlp_scores,
         mlp_per_layer=spec.mlp_neurons,
         kv_scores=kv_scores,
@@ -114,6 +121,12 @@ def decide(
         layer_ids=spec.layer_ids,
         meta=meta,
     )
+    if spec.hidden_channels:
+        scores = importance.score_hidden(
+            model, spec.hidden_importance, calibration, seed=seed, progress=progress, options=spec.hidden_options
+        )
+        plan.hidden_channels = lowest(scores, spec.hidden_channels)
+    return plan
 
 
 def prune_step(
@@ -131,7 +144,8 @@ def prune_step(
     """Decide, validate, then cut. Validation of the AMOUNTS happens before any scoring work."""
     shape = ModelShape.from_config(model.config)
     dry = PruningPlan.amounts(
-        shape, mlp=spec.mlp_neurons, kv=spec.kv_groups, layers=list(spec.layer_ids) or spec.layers
+        shape, mlp=spec.mlp_neurons, kv=spec.kv_groups, layers=list(spec.layer_ids) or spec.layers,
+        hidden=spec.hidden_channels,
     )
     dry.validate(shape, constraints)
     check_spec(spec)

@@ -2,24 +2,27 @@
 
 Scores come from temporary hooks over calibration batches (calibration.py); hooks are removed,
 `model.training`, `requires_grad` and any existing gradients restored afterwards, even on errors.
-Scorers live in mlp.py, kv.py and layers.py and register themselves (scorers.py); `prunetune ls -v`
+Scorers live in mlp.py, kv.py, layers.py and hidden.py and register themselves (scorers.py); `prunetune ls -v`
 lists them with their options.
 """
 
-from prunetune.pruning.importance import kv, layers, mlp  # noqa: F401  (registers the scorers)
+from prunetune.pruning.importance import hidden, kv, layers, mlp  # noqa: F401  (registers the scorers)
 from prunetune.pruning.importance.calibration import calibration_batches, calibration_inputs
 from prunetune.pruning.importance.scorers import (
+    HIDDEN_SCORERS,
     KV_SCORERS,
     LAYER_SCORERS,
     MLP_SCORERS,
     Calibration,
     check_options,
+    score_hidden,
     score_kv_groups,
     score_layers,
     score_mlp,
 )
 
 __all__ = [
+    "HIDDEN_SCORERS",
     "KV_SCORERS",
     "LAYER_SCORERS",
     "MLP_SCORERS",
@@ -27,6 +30,7 @@ __all__ = [
     "calibration_batches",
     "calibration_inputs",
     "check_options",
+    "score_hidden",
     "score_kv_groups",
     "score_layers",
     "score_mlp",

@@ -1,7 +1,7 @@
-"""The scorer registries and the entry points the rest calls: score_mlp, score_kv_groups, score_layers.
+"""The scorer registries and the entry points the rest calls: score_mlp, score_kv_groups, score_layers, score_hidden.
 
 A scorer is a function `(model, calib: Calibration, **options) -> Tensor` registered with
-`@MLP_SCORERS.register(name, options=OptionsDataclass)` (or KV_SCORERS / LAYER_SCORERS); its options
+`@MLP_SCORERS.register(name, options=OptionsDataclass)` (or KV_SCORERS / LAYER_SCORERS / HIDDEN_SCORERS); its options
 are checked by prunetune.config before it runs, so a recipe's `prune.mlp_options` fails at validation.
 """
 
@@ -21,6 +21,8 @@ KV_SCORERS = Registry("KV-group scorer")
 """[num_layers, num_key_value_heads] scores (a KV head with its query heads)."""
 LAYER_SCORERS = Registry("layer scorer")
 """[num_layers] scores; lower = more redundant = removed first."""
+HIDDEN_SCORERS = Registry("hidden-channel scorer")
+"""[hidden_size] scores, one per residual-stream channel; higher = kept."""
 
 
 @dataclass
@@ -61,3 +63,8 @@ def score_kv_groups(model, method, batches, *, seed=0, progress=True, options=No
 def score_layers(model, method, batches, *, progress=True, options=None):
     """Score every decoder layer: [num_layers] float32 on CPU; lower = more redundant."""
     return _score(LAYER_SCORERS, model, method, batches, options, progress=progress)
+
+
+def score_hidden(model, method, batches, *, seed=0, progress=True, options=None):
+    """Score every residual-stream channel: [hidden_size] float32 on CPU."""
+    return _score(HIDDEN_SCORERS, model, method, batches, options, seed=seed, progress=progress)

@@ -46,7 +46,13 @@ class StepSpec:
 
 def check_spec(spec: StepSpec) -> None:
     """Scorer names and options checked before any scoring work (errors name the recipe key)."""
-    from prunetune.pruning.importance import HIDDEN_SCORERS, KV_SCORERS, LAYER_SCORERS, MLP_SCORERS, check_options
+    from prunetune.pruning.importance import (
+        HIDDEN_SCORERS,
+        KV_SCORERS,
+        LAYER_SCORERS,
+        MLP_SCORERS,
+        check_options,
+    )
 
     for kind, registry, name, options in (
         ("mlp", MLP_SCORERS, spec.mlp_importance, spec.mlp_options),

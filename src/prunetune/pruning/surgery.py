@@ -1,5 +1,8 @@
 """Surgery: the only code that edits a model. It physically removes what a PruningPlan names.
 
+Per-layer units (MLP neurons, KV groups) and whole layers are cut here; residual-stream channels, which
+touch every module, in hidden_surgery.py through the same slicer.
+
 Weights and biases are sliced per layer (no second full copy of the model), the config is fixed so
 that stock `from_pretrained` rebuilds the same architecture, and optional optimizer state (Adam
 moments keyed by parameter name) is sliced and renamed along with the parameters it belongs to.

@@ -82,7 +82,7 @@ def quality(args) -> dict:
             opts = {"site": site} if site else {}
             measure(f"hidden:{scorer} {keep:.0%}", StepSpec(hidden_channels=removed, hidden_importance=name,
                                                             hidden_options=opts))
-        for non_emb in (False, True):
+        for non_emb in [m == "non_embedding" for m in args.match.split(",") if m]:
             n = mlp_match(shape, pruned.non_embedding_params() if non_emb else pruned.params(), non_emb)
             what = "non-embedding" if non_emb else "total"
             measure(f"mlp:activation, {what} params of hidden {keep:.0%}", StepSpec(mlp_neurons=n))
@@ -113,14 +113,14 @@ def speed(args) -> dict:
         kept = hidden_kept(config.hidden_size, keep, args.round_to)
         apply_plan(m, PruningPlan(hidden_channels=list(range(config.hidden_size - kept))))
         models[f"hidden {keep:.0%}"] = m
-    out = {}
-    for name, m in models.items():
-        row = {"hidden_size": m.config.hidden_size, "weight_bytes": weight_bytes(m)}
-        for b in [int(x) for x in args.batches.split(",")]:
-            row[f"decode_b{b}"] = decode_tps(m, b, args.new_tokens, args.device, args.reps)
-        row["prefill"] = prefill_tps(m, 1, args.prefill, args.device, args.reps)
-        out[name] = row
-        print(name, row, flush=True)
+    out = {name: {"hidden_size": m.config.hidden_size, "weight_bytes": weight_bytes(m)} for name, m in models.items()}
+    for _ in range(args.reps):  # round robin: on a shared machine every model meets the same load
+        for name, m in models.items():
+            row = out[name]
+            for b in [int(x) for x in args.batches.split(",")]:
+                row[f"decode_b{b}"] = max(row.get(f"decode_b{b}", 0.0), decode_tps(m, b, args.new_tokens, args.device, 1))
+            row["prefill"] = max(row.get("prefill", 0.0), prefill_tps(m, 1, args.prefill, args.device, 1))
+            print(name, row, flush=True)
     base = out["dense"]
     for row in out.values():
         row["bytes_limit"] = base["weight_bytes"] / row["weight_bytes"]
@@ -171,6 +171,7 @@ def main(argv=None) -> int:
     ap.add_argument("--part", choices=["quality", "speed"], default="quality")
     ap.add_argument("--keeps", default="0.9,0.75")
     ap.add_argument("--scorers", default="activation,activation:residual,random")
+    ap.add_argument("--match", default="total,non_embedding", help="MLP controls at equal total / non-embedding params")
     ap.add_argument("--round-to", type=int, default=8)
     ap.add_argument("--texts", type=int, default=60)
     ap.add_argument("--calibration-samples", type=int, default=32)

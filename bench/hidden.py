@@ -46,6 +46,18 @@ def mlp_match(shape, target: int, non_embedding: bool) -> int:
     return min(range(shape.intermediate_size), key=lambda n: abs(count(shape.after(mlp_removed=n)) - target))
 
 
+@torch.no_grad()
+def uncompensate(model, dense_hidden: int) -> None:
+    """Undo surgery's sqrt(H / H_k) on every norm (the ablation; Llama-form norms without post-norms only)."""
+    from prunetune.models import get_adapter
+
+    a = get_adapter(model)
+    assert not a.post_norms and not a.norm_offset, "the ablation covers Llama-form norms only"
+    factor = (dense_hidden / model.config.hidden_size) ** 0.5
+    for norm in [n for layer in a.layers(model) for n in a.layer_norms(layer)[0]] + [a.final_norm_module(model)]:
+        norm.weight /= factor
+
+
 def quality(args) -> dict:
     import reasoning_gym
 
@@ -64,10 +76,12 @@ def quality(args) -> dict:
                  perplexity=perplexity(dense, tok, texts))]
     print(rows[-1], flush=True)
 
-    def measure(label: str, spec: StepSpec) -> None:
+    def measure(label: str, spec: StepSpec, undo_norms: bool = False) -> None:
         model = copy.deepcopy(dense)
         t = time.time()
         prune_step(model, spec, batches, progress=False)
+        if undo_norms:
+            uncompensate(model, shape.hidden_size)
         s = ModelShape.from_config(model.config)
         rows.append(dict(method=label, hidden=s.hidden_size, intermediate=s.intermediate_size, params=s.params(),
                          non_embedding=s.non_embedding_params(), perplexity=perplexity(model, tok, texts),
@@ -82,6 +96,8 @@ def quality(args) -> dict:
             opts = {"site": site} if site else {}
             measure(f"hidden:{scorer} {keep:.0%}", StepSpec(hidden_channels=removed, hidden_importance=name,
                                                             hidden_options=opts))
+        if args.uncompensated:
+            measure(f"hidden:activation {keep:.0%}, norms not compensated", StepSpec(hidden_channels=removed), True)
         for non_emb in [m == "non_embedding" for m in args.match.split(",") if m]:
             n = mlp_match(shape, pruned.non_embedding_params() if non_emb else pruned.params(), non_emb)
             what = "non-embedding" if non_emb else "total"
@@ -172,6 +188,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keeps", default="0.9,0.75")
     ap.add_argument("--scorers", default="activation,activation:residual,random")
     ap.add_argument("--match", default="total,non_embedding", help="MLP controls at equal total / non-embedding params")
+    ap.add_argument("--uncompensated", action="store_true", help="add rows with the norm compensation undone")
     ap.add_argument("--round-to", type=int, default=8)
     ap.add_argument("--texts", type=int, default=60)
     ap.add_argument("--calibration-samples", type=int, default=32)

@@ -1,5 +1,7 @@
 """bench/hidden.py's helpers: the MLP control at equal parameters, and the bytes a decode step reads."""
 
+import torch
+
 from bench.hidden import hidden_kept, mlp_match, weight_bytes
 from prunetune.builtin.tiny import tiny_model
 from prunetune.models.shape import ModelShape
@@ -25,3 +27,16 @@ def test_weight_bytes_counts_one_embedding_row_and_follows_the_cut():
     assert weight_bytes(model) < total * 0.8
     tied, _ = tiny_model("gemma2")
     assert weight_bytes(tied) == sum(p.numel() * 4 for p in tied.parameters())
+
+
+def test_uncompensate_restores_the_kept_norm_weights():
+    from bench.hidden import uncompensate
+
+    model, _ = tiny_model("llama")
+    with torch.no_grad():
+        model.model.norm.weight.uniform_(0.5, 1.5)
+    before = model.model.norm.weight.detach().clone()
+    apply_plan(model, PruningPlan(hidden_channels=list(range(16))))
+    assert not torch.allclose(model.model.norm.weight, before[16:])
+    uncompensate(model, 64)
+    assert torch.allclose(model.model.norm.weight, before[16:])

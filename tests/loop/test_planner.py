@@ -25,3 +25,26 @@ def test_atomic_steps_do_not_split():
     assert Step(0, 0, 1).halves(8) is None
     assert Step(0, 1, 0).halves(8) is None
     assert Step(8, 0, 0).halves(8) is None
+
+
+def test_hidden_channels_split_apart_from_other_units_then_halve_in_round_to():
+    assert Step(64, 1, 0, hidden=16).halves(8) == (Step(0, 1, 0, hidden=16), Step(64, 0, 0))
+    assert Step(0, 1, 1, hidden=16).halves(8) == (Step(0, 1, 1), Step(hidden=16))
+    assert Step(hidden=24).halves(8) == (Step(hidden=8), Step(hidden=16))
+    assert Step(hidden=8).halves(8) is None
+
+
+def test_schedule_hidden_is_planned_and_counted():
+    from prunetune.loop.planner import plan_steps, validate_recipe
+    from prunetune.loop.recipe import load_recipe
+
+    recipe = load_recipe("smoke", ["schedule.hidden={1: 16}"])
+    dense, steps, shapes = validate_recipe(recipe)
+    assert [st.hidden for st in steps] == [16, 0]
+    assert [sh.hidden_size for sh in shapes] == [64, 48, 48]
+    # MLP fills what the hidden cut leaves: the target holds, and the MLP stays wider than without it
+    assert shapes[-1].non_embedding_params() <= 0.5 * dense.non_embedding_params()
+    without = validate_recipe(load_recipe("smoke"))[2]
+    assert shapes[-1].intermediate_size > without[-1].intermediate_size
+    one_shot = plan_steps(load_recipe("smoke", ["schedule.hidden={1: 16, 2: 8}", "one_shot=true"]), dense)
+    assert one_shot[0].hidden == 24

@@ -20,8 +20,8 @@ def _inputs(vocab, seed=1, batch=2, length=12):
     return torch.randint(3, vocab, (batch, length), generator=g)
 
 
-def _model(family, dtype=torch.float32):
-    model, tok = tiny_model(family, dtype=dtype)
+def _model(family, dtype=torch.float32, **overrides):
+    model, tok = tiny_model(family, dtype=dtype, **overrides)
     # larger random weights than HF's 0.02 init, so removed units really matter to the logits
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():

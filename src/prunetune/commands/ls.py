@@ -14,6 +14,7 @@ def _registries():
     from prunetune.pruning.importance import (
         EXPERT_NEURON_SCORERS,
         EXPERT_SCORERS,
+        HIDDEN_SCORERS,
         KV_SCORERS,
         LAYER_SCORERS,
         MLP_SCORERS,
@@ -28,6 +29,7 @@ def _registries():
         ("layer scorers", LAYER_SCORERS),
         ("expert scorers", EXPERT_SCORERS),
         ("expert neurons", EXPERT_NEURON_SCORERS),
+        ("hidden scorers", HIDDEN_SCORERS),
         ("recovery", TUNERS),
         ("tasks", TASKS),
         ("text sources", SOURCES),

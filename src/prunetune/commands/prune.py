@@ -12,6 +12,9 @@ def register(sub):
     lg = p.add_mutually_exclusive_group()
     lg.add_argument("--layers", type=int, default=0, help="number of lowest-scoring layers to remove")
     lg.add_argument("--layer-ids", help="comma-separated layer ids to remove, e.g. 3,7")
+    p.add_argument(
+        "--hidden-fraction", type=float, help="fraction of the hidden size (residual-stream channels) to remove"
+    )
     p.add_argument("--importance", default="activation", help="MLP scorer (see `prunetune ls -v`)")
     p.add_argument(
         "--importance-option",
@@ -27,6 +30,7 @@ def register(sub):
     p.add_argument("--expert-neuron-importance", default="activation", help="expert-neuron scorer")
     p.add_argument("--kv-importance", default="activation", help="KV-group scorer")
     p.add_argument("--layer-importance", default="block_influence", help="layer scorer")
+    p.add_argument("--hidden-importance", default="activation", help="hidden-channel scorer")
     p.add_argument(
         "--layerwise",
         action="store_true",
@@ -41,7 +45,7 @@ def register(sub):
     p.add_argument("--text-field", default="text", help="JSONL field holding the text")
     p.add_argument("--calibration-samples", type=int, default=64)
     p.add_argument("--max-length", type=int, default=256)
-    p.add_argument("--round-to", type=int, default=1, help="remaining MLP width must be a multiple of this")
+    p.add_argument("--round-to", type=int, default=1, help="remaining MLP width (and hidden size) a multiple of this")
     p.add_argument("--tensor-parallel", type=int, default=1, help="remaining heads/width divisible by this")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--seed", type=int, default=0)
@@ -78,7 +82,7 @@ def run(args) -> int:
     from prunetune.pruning.importance.calibration import calibration_inputs
     from prunetune.pruning.plan import Constraints, PruningPlan
     from prunetune.pruning.prune import StepSpec, check_spec, prune_step
-    from prunetune.pruning.select import mlp_count
+    from prunetune.pruning.select import check_hidden_fraction, hidden_count, mlp_count
 
     check_output_path(args.out, "--out")
     layer_ids = _layer_ids(args.layer_ids)
@@ -95,6 +99,8 @@ def run(args) -> int:
     if any(moe_units.values()):  # amounts checked on the config, before any weight loads
         cfg_shape = ModelShape.from_config(model_config(src))
         PruningPlan.amounts(cfg_shape, **moe_units).validate(cfg_shape, Constraints(args.round_to, args.tensor_parallel))
+    if args.hidden_fraction is not None:
+        check_hidden_fraction(args.hidden_fraction)
     check_source(args.calibration, "--calibration")
     if args.general:
         check_source(args.general, "--general")
@@ -111,6 +117,7 @@ def run(args) -> int:
             mlp_importance=args.importance,
             kv_importance=args.kv_importance,
             layer_importance=args.layer_importance,
+            hidden_importance=args.hidden_importance,
             mlp_options=options,
             layerwise=args.layerwise,
         )
@@ -126,7 +133,12 @@ def run(args) -> int:
             neurons=args.mlp_neurons,
             round_to=args.round_to,
         )
+    hidden = 0
+    if args.hidden_fraction is not None:
+        hidden = hidden_count(shape.hidden_size, args.hidden_fraction, args.round_to)
     spec = StepSpec(
+        hidden_channels=hidden,
+        hidden_importance=args.hidden_importance,
         mlp_neurons=mlp,
         kv_groups=args.kv_groups,
         layers=args.layers,
@@ -142,9 +154,9 @@ def run(args) -> int:
         expert_importance=args.expert_importance,
         expert_neuron_importance=args.expert_neuron_importance,
     )
-    if not (spec.mlp_neurons or spec.kv_groups or spec.removes_layers or any(moe_units.values())):
+    if not (spec.mlp_neurons or spec.kv_groups or spec.removes_layers or spec.hidden_channels or any(moe_units.values())):
         raise UserError(
-            "nothing to remove: give --mlp-fraction/--mlp-neurons, --kv-groups, --layers/--layer-ids or --experts"
+            "nothing to remove: give --mlp-fraction/--mlp-neurons, --kv-groups, --layers/--layer-ids, --hidden-fraction or --experts"
         )
     batches, general = calibration_inputs(
         tok,
@@ -167,6 +179,7 @@ def run(args) -> int:
     )
     new = ModelShape.from_config(model.config)
     print(
+        f"hidden_size {shape.hidden_size} -> {new.hidden_size}; "
         f"intermediate_size {shape.intermediate_size} -> {new.intermediate_size}; "
         f"kv heads {shape.num_key_value_heads} -> {new.num_key_value_heads}; "
         f"layers {shape.num_hidden_layers} -> {new.num_hidden_layers}; wrote {args.out}"

@@ -125,13 +125,13 @@ class Loop:
             losses = mlp_cut_losses(model, scores, candidates, held_out)
             chosen, damage = choose_cut(candidates, losses, before, s.max_damage)
             self._measured = (batches, general, scores, before)  # the cut's pruning reuses them
-        step = Step(chosen, step.kv_groups, step.layers)
+        step = Step(chosen, step.kv_groups, step.layers, hidden=step.hidden)
         if candidates:
             self.rundir.metric({"event": "damage_plan", "iteration": state.completed + 1, "remaining": remaining,
                                 "candidates": [{"mlp_neurons": k, "loss": round(v, 5)} for k, v in zip(candidates, losses)],
                                 "chosen": chosen, "expected_damage": round(damage, 5)})
         state.queue[0] = step.to_dict()
-        return None if not (step.mlp_neurons or step.kv_groups or step.layers) else step
+        return None if not (step.mlp_neurons or step.kv_groups or step.layers or step.hidden) else step
 
     def _rest_damage(self, model, batches, general, now: float) -> float:
         """The damage of removing, from the model as it now is, every MLP neuron the later cuts will remove."""
@@ -253,7 +253,7 @@ class Loop:
         if self.damage_mode:
             remaining = ModelShape.from_config(model.config).intermediate_size - self.final_width
             cut = Step(**state.queue[0]).mlp_neurons
-            structural = sum(1 for s in rest if s.kv_groups or s.layers)
+            structural = sum(1 for s in rest if s.kv_groups or s.layers or s.hidden)
             n_future = max(structural, future_cuts(remaining, cut, sum(s.by_damage for s in rest)))
         steps = r.split[iteration - 1] if r.split and not self.recipe.one_shot else allocate(
             r.total_steps, state.recovery_steps, self._damage or 0.0, self._rest or 0.0, n_future, r.allocation,

@@ -31,6 +31,8 @@ class Step:
     by_damage: bool = False
     """The MLP amount is decided when the step runs, by measured damage (schedule.shape: damage);
     `mlp_neurons` is then the plan's equal-split estimate, used for validation and display."""
+    hidden: int = 0
+    """Hidden channels (residual-stream width) removed in this step."""
     experts: int = 0
     expert_neurons: int = 0
     shared_expert_neurons: int = 0
@@ -45,7 +47,8 @@ class Step:
         A step that removes whole layers or KV groups AND neurons is split by kind first, the
         structural part first: halving only the neurons would retry with the same layer still cut,
         and a whole layer costs far more than a few dozen neurons (bench/results/adaptive.md: three
-        such retries in a row failed the gate). Then layers / groups are halved, then neurons.
+        such retries in a row failed the gate). Then hidden channels apart from layers / groups, then
+        layers / groups are halved, then neurons or channels (in multiples of round_to).
         """
         moe = self.experts or self.expert_neurons or self.shared_expert_neurons
         if moe and (self.mlp_neurons or self.kv_groups or self.layers):
@@ -61,8 +64,13 @@ class Step:
             return (Step(experts=e1, expert_neurons=n1, shared_expert_neurons=s1),
                     Step(experts=self.experts - e1, expert_neurons=self.expert_neurons - n1,
                          shared_expert_neurons=self.shared_expert_neurons - s1))
-        if self.mlp_neurons and (self.kv_groups or self.layers):
-            return (Step(0, self.kv_groups, self.layers), Step(self.mlp_neurons, 0, 0))
+        if self.mlp_neurons and (self.kv_groups or self.layers or self.hidden):
+            return (Step(0, self.kv_groups, self.layers, hidden=self.hidden), Step(self.mlp_neurons, 0, 0))
+        if self.hidden and (self.kv_groups or self.layers):
+            return (Step(0, self.kv_groups, self.layers), Step(hidden=self.hidden))
+        if self.hidden:
+            first = (self.hidden // 2) // round_to * round_to
+            return (Step(hidden=first), Step(hidden=self.hidden - first)) if first else None
         if self.kv_groups >= 2 or self.layers >= 2:
             k1, l1 = self.kv_groups // 2, self.layers // 2
             return (Step(0, k1, l1), Step(0, self.kv_groups - k1, self.layers - l1))
@@ -95,6 +103,7 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
     _check_iterations("layers", s.layers, k)
     for key in ("experts", "expert_neurons", "shared_expert_neurons"):
         _check_iterations(key, getattr(s, key), k)
+    _check_iterations("hidden", s.hidden, k)
     mlp_iters = s.mlp_iterations if s.mlp_iterations is not None else list(range(1, k + 1))
     _check_iterations("mlp_iterations", mlp_iters, k)
     kv_total, layers_total = sum(s.kv_groups.values()), sum(s.layers.values())
@@ -106,7 +115,11 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
         raise UserError(
             f"schedule.layers removes {layers_total} of {shape.num_hidden_layers} layers: none would be left"
         )
-    steps = [Step(0, s.kv_groups.get(i, 0), s.layers.get(i, 0), experts=s.experts.get(i, 0),
+    hidden_total = sum(s.hidden.values())
+    if hidden_total >= shape.hidden_size:
+        raise UserError(f"schedule.hidden removes {hidden_total} of {shape.hidden_size} hidden channels: none would be left")
+    steps = [Step(0, s.kv_groups.get(i, 0), s.layers.get(i, 0), hidden=s.hidden.get(i, 0),
+                  experts=s.experts.get(i, 0),
                   expert_neurons=s.expert_neurons.get(i, 0), shared_expert_neurons=s.shared_expert_neurons.get(i, 0))
              for i in range(1, k + 1)]
     fill = "expert_neurons" if shape.moe_layers else "mlp_neurons"  # the width target.keep spreads
@@ -125,7 +138,7 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
             setattr(steps[i - 1], fill, getattr(steps[i - 1], fill) + w0 - w1)
             steps[i - 1].by_damage = s.shape == "damage" and not recipe.one_shot
     if recipe.one_shot:
-        steps = [Step(sum(x.mlp_neurons for x in steps), kv_total, layers_total,
+        steps = [Step(sum(x.mlp_neurons for x in steps), kv_total, layers_total, hidden=hidden_total,
                       **{key: sum(getattr(x, key) for x in steps)
                          for key in ("experts", "expert_neurons", "shared_expert_neurons")})]
     return steps
@@ -135,7 +148,7 @@ def _base(recipe: Recipe, shape: ModelShape) -> ModelShape:
     """The shape after every explicit structural cut in the schedule (what the width fill works on)."""
     s = recipe.schedule
     return shape.after(kv_groups_removed=sum(s.kv_groups.values()), layers_removed=sum(s.layers.values()),
-                       experts_removed=sum(s.experts.values()), shared_removed=sum(s.shared_expert_neurons.values()),
+                       hidden_removed=sum(s.hidden.values()), experts_removed=sum(s.experts.values()), shared_removed=sum(s.shared_expert_neurons.values()),
                        expert_neurons_removed=sum(s.expert_neurons.values()))
 
 
@@ -167,7 +180,7 @@ def _width_for_target(dense: ModelShape, base: ModelShape, keep: float, round_to
     if width < round_to or width < 1:
         raise UserError(
             f"target.keep={keep} is impossible: even the narrowest MLP (width {round_to}) leaves "
-            f"{int(fixed + per_neuron * round_to):,} non-embedding parameters > {int(budget):,}; keep more, or remove fewer layers/KV groups"
+            f"{int(fixed + per_neuron * round_to):,} non-embedding parameters > {int(budget):,}; keep more, or remove fewer layers/KV groups/hidden channels"
         )
     return min(width, full)
 
@@ -196,6 +209,7 @@ def shapes_along(shape: ModelShape, steps: list[Step]) -> list[ModelShape]:
                 mlp_removed=st.mlp_neurons, kv_groups_removed=st.kv_groups, layers_removed=st.layers,
                 experts_removed=st.experts, expert_neurons_removed=st.expert_neurons,
                 shared_removed=st.shared_expert_neurons,
+                hidden_removed=st.hidden,
             )
         )
     return out
@@ -207,7 +221,8 @@ def validate_steps(shape: ModelShape, steps: list[Step], constraints: Constraint
     for i, st in enumerate(steps, 1):
         cur = shapes[-1]
         try:
-            dry = PruningPlan.amounts(cur, mlp=st.mlp_neurons, kv=st.kv_groups, layers=st.layers, **st.moe)
+            dry = PruningPlan.amounts(cur, mlp=st.mlp_neurons, kv=st.kv_groups, layers=st.layers, hidden=st.hidden,
+                                      **st.moe)
             shapes.append(dry.validate(cur, constraints))
         except UserError as e:
             raise UserError(f"iteration {i}: {e}") from None
@@ -252,6 +267,9 @@ def step_spec(recipe: Recipe, step: Step) -> StepSpec:
         shared_expert_neurons=step.shared_expert_neurons,
         expert_importance=p.expert_importance,
         expert_neuron_importance=p.expert_neuron_importance,
+        hidden_channels=step.hidden,
+        hidden_importance=p.hidden_importance,
+        hidden_options=p.hidden_options,
     )
 
 

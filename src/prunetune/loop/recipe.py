@@ -51,13 +51,15 @@ class ScheduleConfig:
     """MoE: iteration -> neurons removed from every routed expert in it (explicit; target.keep fills the rest)."""
     shared_expert_neurons: dict[int, int] = field(default_factory=dict)
     """MoE with a shared expert: iteration -> shared-expert neurons removed in it."""
+    hidden: dict[int, int] = field(default_factory=dict)
+    """Iteration -> hidden channels (residual-stream width) removed in it, e.g. {1: 128}."""
     round_to: int = bounded(1, ge=1)
     """Every intermediate width along the way is a multiple of this (hardware-friendly shapes)."""
     tensor_parallel: int = bounded(1, ge=1)
     """Heads, KV heads and MLP width must stay divisible by this."""
 
     def __post_init__(self):
-        for key in ("kv_groups", "layers", "experts", "expert_neurons", "shared_expert_neurons"):
+        for key in ("kv_groups", "layers", "hidden", "experts", "expert_neurons", "shared_expert_neurons"):
             if any(v < 0 for v in getattr(self, key).values()):
                 raise UserError(f"schedule.{key}: counts must not be negative, got {getattr(self, key)}")
 
@@ -83,6 +85,10 @@ class PruneConfig:
     """MoE expert scorer: reap | frequency | random."""
     expert_neuron_importance: str = "activation"
     """MoE expert-neuron (and shared-expert-neuron) scorer: activation | random."""
+    hidden_importance: str = "activation"
+    """Hidden-channel scorer (schedule.hidden)."""
+    hidden_options: dict = field(default_factory=dict)
+    """Options of the hidden-channel scorer, e.g. {site: residual}."""
     calibration: str = "arith"
     """Reasoning calibration text: a registered text source (built in: arith) or a local JSONL/txt/parquet/datasets path."""
     general: str | None = None

@@ -70,6 +70,18 @@ class FamilyAdapter:
     """The sparse-block layout of a mixture-of-experts family (None: dense)."""
     tiny_config: dict = field(default_factory=dict)
     """Extra config fields for the family's tiny random test model."""
+    pre_norms: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm")
+    """hidden_size norms in each layer whose output feeds projections (Llama's post_attention_layernorm
+    is the pre-MLP norm). With `post_norms` these are all `norms_per_layer` of them."""
+    post_norms: tuple[str, ...] = ()
+    """hidden_size norms whose output is added to the residual stream (Gemma 2's post-attention and
+    post-feed-forward norms)."""
+    final_norm: str = "norm"
+    """Attribute of the decoder (`model.model`) holding the norm before lm_head."""
+    norm_offset: float = 0.0
+    """The norms compute x / rms(x) * (offset + weight): 0 for Llama's RMSNorm, 1 for Gemma's."""
+    embed_scale: bool = False
+    """Embeddings are multiplied by sqrt(hidden_size) (Gemma), a factor that follows the hidden size."""
 
     def output_logits(self, model, hidden):
         """The logits the causal-LM head makes of final hidden states (for callers that run the head on
@@ -117,6 +129,21 @@ class FamilyAdapter:
         attn = self.attn(layer)
         for name in self.attn_module_counts:
             setattr(attn, name, num_kv_heads if "key_value" in name else num_heads)
+
+    def layer_norms(self, layer) -> tuple[list[nn.Module], list[nn.Module]]:
+        """(pre-norms, post-norms) of a decoder layer: every hidden_size norm it holds."""
+        return [getattr(layer, n) for n in self.pre_norms], [getattr(layer, n) for n in self.post_norms]
+
+    def final_norm_module(self, model) -> nn.Module:
+        return getattr(model.model, self.final_norm)
+
+    def set_embed_scale(self, model, hidden_size: int) -> None:
+        """Keep the embedding's sqrt(hidden_size) factor in step with a new hidden size (Gemma)."""
+        if not self.embed_scale:
+            return
+        emb = model.get_input_embeddings()
+        emb.scalar_embed_scale = hidden_size**0.5
+        emb.embed_scale.fill_(hidden_size**0.5)
 
     def set_layer_index(self, layer, idx: int) -> None:
         self.attn(layer).layer_idx = idx

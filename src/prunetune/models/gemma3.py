@@ -9,6 +9,10 @@ ADAPTER = FamilyAdapter(
     qk_norm="head",
     heads_divide_hidden=True,
     final_logit_softcap="final_logit_softcapping",
+    pre_norms=("input_layernorm", "pre_feedforward_layernorm"),
+    post_norms=("post_attention_layernorm", "post_feedforward_layernorm"),
+    norm_offset=1.0,
+    embed_scale=True,
     tiny_config={"sliding_window": 8, "sliding_window_pattern": 2, "query_pre_attn_scalar": 16,
                  "tie_word_embeddings": True},
 )

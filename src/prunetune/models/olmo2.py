@@ -3,4 +3,10 @@ projection width (num_heads * head_dim), not per head: KV-group pruning slices t
 
 from prunetune.models.adapter import FamilyAdapter
 
-ADAPTER = FamilyAdapter(model_type="olmo2", qk_norm="proj", tiny_config={})
+ADAPTER = FamilyAdapter(
+    model_type="olmo2",
+    qk_norm="proj",
+    pre_norms=(),
+    post_norms=("post_attention_layernorm", "post_feedforward_layernorm"),
+    tiny_config={},
+)

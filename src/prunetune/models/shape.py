@@ -131,10 +131,11 @@ class ModelShape:
         return 2 * (matmul_params + attn_scores + self.vocab_size * h)
 
     def after(self, *, mlp_removed: int = 0, kv_groups_removed: int = 0, layers_removed: int | list[int] = 0,
-              experts_removed: int = 0, expert_neurons_removed: int = 0, shared_removed: int = 0) -> ModelShape:
+              experts_removed: int = 0, expert_neurons_removed: int = 0, shared_removed: int = 0,
+              hidden_removed: int = 0) -> ModelShape:
         """The shape after uniform removal: same counts from every layer.
 
-        `layers_removed` as a count drops the last layers (exact unless dense and sparse layers mix).
+        `layers_removed` as a count drops the last layers (exact unless dense and sparse layers mix); head_dim stays.
         """
         g = self.group_size
         gone = layers_removed if isinstance(layers_removed, list) else \
@@ -151,6 +152,7 @@ class ModelShape:
             moe_intermediate_size=self.moe_intermediate_size - expert_neurons_removed,
             shared_expert_intermediate_size=self.shared_expert_intermediate_size - shared_removed,
             moe_layers=tuple(j for j, i in enumerate(kept) if i in set(self.moe_layers)),
+            hidden_size=self.hidden_size - hidden_removed,
         )
 
     def to_dict(self) -> dict:

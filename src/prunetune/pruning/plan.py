@@ -1,8 +1,9 @@
-"""The PruningPlan: which MLP neurons, KV groups and layers to remove, validated before any weight is cut.
+"""The PruningPlan: which MLP neurons, KV groups, layers and hidden channels to remove, validated before any weight is cut.
 
 Indices refer to the model as it is when the plan is applied (before this plan's layer removal).
 The same number of neurons / groups is removed from every layer, so one intermediate_size and one
-num_key_value_heads remain and the result loads with stock `from_pretrained`.
+num_key_value_heads remain and the result loads with stock `from_pretrained`. Hidden channels are
+residual-stream channels, the same set removed from every place that holds them (one hidden_size).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from prunetune.pruning.plan_moe import moe_widths, validate_moe
 @dataclass(frozen=True)
 class Constraints:
     round_to: int = 1
-    """Remaining intermediate_size must be a multiple of this (hardware-friendly widths, e.g. 64)."""
+    """Remaining intermediate_size (and hidden_size, when channels are removed) must be a multiple of
+    this (hardware-friendly widths, e.g. 64)."""
     tensor_parallel: int = 1
     """Remaining attention heads, KV heads and MLP width must divide evenly across this many ranks."""
 
@@ -35,11 +37,13 @@ class PruningPlan:
     expert (numbered before this plan's expert removal), so one expert width remains."""
     shared_expert_neurons: dict[int, list[int]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    hidden_channels: list[int] = field(default_factory=list)
+    """Residual-stream channels (0..hidden_size-1) removed everywhere: embeddings, projections, norms, lm_head."""
 
     @classmethod
     def amounts(
         cls, shape: ModelShape, *, mlp: int = 0, kv: int = 0, layers: list[int] | int = 0,
-        experts: int = 0, expert_neurons: int = 0, shared: int = 0,
+        experts: int = 0, expert_neurons: int = 0, shared: int = 0, hidden: int = 0,
     ) -> PruningPlan:
         """A plan with these counts and placeholder indices: validating it checks the amounts alone."""
         per_layer = range(shape.num_hidden_layers)
@@ -55,6 +59,7 @@ class PruningPlan:
             mlp_neurons={i: list(range(mlp)) for i in shape.dense_layers} if mlp else {},
             kv_groups={i: list(range(kv)) for i in per_layer} if kv else {},
             layers=list(layers) if isinstance(layers, list) else list(range(layers)),
+            hidden_channels=list(range(hidden)),
         )
 
     # ---- counts ---------------------------------------------------------------------------
@@ -79,7 +84,7 @@ class PruningPlan:
 
     def is_empty(self) -> bool:
         return not (self.mlp_per_layer or self.kv_per_layer or self.layers or self.experts
-                    or self.expert_neurons or self.shared_expert_neurons)
+                    or self.expert_neurons or self.shared_expert_neurons or self.hidden_channels)
 
     def shape_after(self, shape: ModelShape) -> ModelShape:
         return shape.after(
@@ -89,6 +94,7 @@ class PruningPlan:
             experts_removed=self.experts_per_layer,
             expert_neurons_removed=self.expert_neurons_per_expert(shape),
             shared_removed=self.shared_per_layer,
+            hidden_removed=len(self.hidden_channels),
         )
 
     # ---- validation -----------------------------------------------------------------------
@@ -111,10 +117,15 @@ class PruningPlan:
         if len(self.layers) >= L:
             raise UserError(f"plan.layers: removing {len(self.layers)} of {L} layers leaves none")
         validate_moe(self, shape)
+        self._check_hidden(shape.hidden_size, constraints)
+        if self.hidden_channels and shape.moe_layers:
+            raise UserError(f"plan.hidden_channels: hidden-size pruning of MoE models ('{shape.model_type}') is "
+                            "not supported yet (the fused expert tensors and routers would need cutting too)")
         after = self.shape_after(shape)
         if after.heads_divide_hidden and after.hidden_size % after.num_attention_heads:
             raise UserError(
-                f"plan.kv_groups: {after.num_attention_heads} query heads left do not divide hidden_size="
+                f"plan.{'hidden_channels' if self.hidden_channels else 'kv_groups'}: {after.num_attention_heads} "
+                f"query heads left do not divide hidden_size="
                 f"{after.hidden_size}, which {shape.model_type} configs require (transformers would reject the checkpoint)"
             )
         moe_widths(shape, after, constraints)
@@ -131,6 +142,26 @@ class PruningPlan:
             if value % tp:
                 raise UserError(f"{name} after pruning ({value}) is not divisible by tensor_parallel={tp}")
         return after
+
+    def _check_hidden(self, width: int, constraints: Constraints) -> None:
+        """Hidden channels: distinct, in range, some left, and the width left a multiple of round_to.
+
+        head_dim stays (surgery writes it to the config), so no head or rotary size depends on the hidden
+        size in the supported families; tensor parallelism splits heads and MLP width, never the hidden size.
+        """
+        idx = self.hidden_channels
+        if not idx:
+            return
+        if len(set(idx)) != len(idx):
+            raise UserError("plan.hidden_channels: duplicate channel ids")
+        if not (0 <= min(idx) and max(idx) < width):
+            raise UserError(f"plan.hidden_channels: channel id out of range 0..{width - 1}")
+        if len(idx) >= width:
+            raise UserError(f"plan.hidden_channels: removing {len(idx)} of {width} hidden channels leaves none")
+        if (width - len(idx)) % constraints.round_to:
+            raise UserError(
+                f"hidden_size after pruning ({width - len(idx)}) is not a multiple of round_to={constraints.round_to}"
+            )
 
     @staticmethod
     def _check_uniform(
@@ -164,6 +195,7 @@ class PruningPlan:
         for key in ("experts", "expert_neurons", "shared_expert_neurons"):
             d[key] = {str(k): sorted(v) for k, v in getattr(self, key).items()}
         d["layers"] = sorted(self.layers)
+        d["hidden_channels"] = sorted(self.hidden_channels)
         return d
 
     @classmethod
@@ -176,6 +208,7 @@ class PruningPlan:
             expert_neurons={int(k): list(v) for k, v in d.get("expert_neurons", {}).items()},
             shared_expert_neurons={int(k): list(v) for k, v in d.get("shared_expert_neurons", {}).items()},
             meta=dict(d.get("meta", {})),
+            hidden_channels=list(d.get("hidden_channels", [])),
         )
 
     def to_json(self) -> str:

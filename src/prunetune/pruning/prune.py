@@ -13,7 +13,7 @@ import torch
 from prunetune.errors import UserError
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.plan import Constraints, PruningPlan
-from prunetune.pruning.select import add_moe_units, plan_from_scores
+from prunetune.pruning.select import add_moe_units, lowest, plan_from_scores
 from prunetune.pruning.surgery import OptimizerState, apply_plan
 
 
@@ -45,6 +45,10 @@ class StepSpec:
     """Shared-expert neurons removed from every MoE layer (Qwen2-MoE)."""
     expert_importance: str = "reap"
     expert_neuron_importance: str = "activation"
+    hidden_channels: int = 0
+    """Residual-stream channels removed (hidden_size shrinks by this; the same channels everywhere)."""
+    hidden_importance: str = "activation"
+    hidden_options: dict = field(default_factory=dict)
 
     @property
     def removes_layers(self) -> int:
@@ -56,6 +60,7 @@ def check_spec(spec: StepSpec) -> None:
     from prunetune.pruning.importance import (
         EXPERT_NEURON_SCORERS,
         EXPERT_SCORERS,
+        HIDDEN_SCORERS,
         KV_SCORERS,
         LAYER_SCORERS,
         MLP_SCORERS,
@@ -69,6 +74,7 @@ def check_spec(spec: StepSpec) -> None:
         ("mlp", MLP_SCORERS, spec.mlp_importance, spec.mlp_options),
         ("kv", KV_SCORERS, spec.kv_importance, spec.kv_options),
         ("layer", LAYER_SCORERS, spec.layer_importance, spec.layer_options),
+        ("hidden", HIDDEN_SCORERS, spec.hidden_importance, spec.hidden_options),
     ):
         registry.entry(name)
         check_options(registry, name, options, f"prune.{kind}_options")
@@ -130,6 +136,8 @@ def decide(
     }
     if layer_scores is not None:
         meta["layer_scores"] = [round(float(s), 6) for s in layer_scores]
+    if spec.hidden_channels:
+        meta["hidden_importance"] = spec.hidden_importance
     plan = plan_from_scores(
         mlp_scores=mlp_scores,
         mlp_per_layer=spec.mlp_neurons,
@@ -140,6 +148,11 @@ def decide(
         layer_ids=spec.layer_ids,
         meta=meta,
     )
+    if spec.hidden_channels:
+        scores = importance.score_hidden(
+            model, spec.hidden_importance, calibration, seed=seed, progress=progress, options=spec.hidden_options
+        )
+        plan.hidden_channels = lowest(scores, spec.hidden_channels)
     return _decide_moe(model, spec, plan, shape, calibration, seed=seed, progress=progress)
 
 
@@ -176,6 +189,7 @@ def prune_step(
     dry = PruningPlan.amounts(
         shape, mlp=spec.mlp_neurons, kv=spec.kv_groups, layers=list(spec.layer_ids) or spec.layers,
         experts=spec.experts, expert_neurons=spec.expert_neurons, shared=spec.shared_expert_neurons,
+        hidden=spec.hidden_channels,
     )
     dry.validate(shape, constraints)
     if spec.mlp_neurons and shape.moe_layers:  # the MLP scorers hook every layer's dense MLP

@@ -24,6 +24,25 @@ def mlp_count(width: int, *, fraction: float | None = None, neurons: int | None 
     return neurons
 
 
+def check_hidden_fraction(fraction: float) -> None:
+    if not 0 < fraction < 1:
+        raise UserError(f"--hidden-fraction must be in (0, 1), got {fraction}")
+
+
+def hidden_count(width: int, fraction: float, round_to: int = 1) -> int:
+    """Hidden channels to remove so the remaining hidden size is a multiple of `round_to` (nearest)."""
+    check_hidden_fraction(fraction)
+    keep = width - round(fraction * width)
+    if round_to > 1:
+        keep = max(round_to, round(keep / round_to) * round_to)
+    if not 0 < keep < width:
+        raise UserError(
+            f"--hidden-fraction {fraction} of hidden_size {width} (round_to={round_to}) leaves {max(keep, 0)} channels: "
+            "it must remove some and leave some"
+        )
+    return width - keep
+
+
 def lowest(scores: torch.Tensor, k: int) -> list[int]:
     """Indices of the k lowest scores (ties broken by index, so plans are deterministic)."""
     if k <= 0:

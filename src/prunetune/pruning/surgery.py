@@ -1,5 +1,8 @@
 """Surgery: the only code that edits a model. It physically removes what a PruningPlan names.
 
+Per-layer units (MLP neurons, KV groups) and whole layers are cut here; residual-stream channels, which
+touch every module, in hidden_surgery.py through the same slicer.
+
 Weights and biases are sliced per layer (no second full copy of the model), the config is fixed so
 that stock `from_pretrained` rebuilds the same architecture, and optional optimizer state (Adam
 moments keyed by parameter name) is sliced and renamed along with the parameters it belongs to.
@@ -12,6 +15,7 @@ import torch.nn as nn
 
 from prunetune.models import get_adapter
 from prunetune.models.shape import ModelShape
+from prunetune.pruning.hidden_surgery import cut_hidden
 from prunetune.pruning.plan import Constraints, PruningPlan
 from prunetune.pruning.surgery_moe import apply_moe
 
@@ -33,6 +37,7 @@ class _Slicer:
             name = self.names.get(id(p))
             new = _take(p.data, rows, cols if attr == "weight" else None)
             setattr(linear, attr, nn.Parameter(new, requires_grad=p.requires_grad))
+            self.names[id(getattr(linear, attr))] = name  # a tensor may be cut twice (neurons, then channels)
             if self.state is not None and name in self.state:
                 self.state[name] = {
                     k: (_take(v, rows, cols if attr == "weight" else None) if v.shape == p.shape else v)
@@ -46,6 +51,7 @@ class _Slicer:
         p = getattr(module, attr)
         name = self.names.get(id(p))
         setattr(module, attr, nn.Parameter(take(p.data).contiguous(), requires_grad=p.requires_grad))
+        self.names[id(getattr(module, attr))] = name
         if self.state is not None and name in self.state:
             self.state[name] = {k: (take(v).contiguous() if v.shape == p.shape else v) for k, v in self.state[name].items()}
 
@@ -112,6 +118,8 @@ def apply_plan(
             slicer(adapter.attn_out_linear(layer), cols=keep["q"])
             adapter.set_attn_counts(layer, after.num_attention_heads, after.num_key_value_heads)
 
+    if plan.hidden_channels:
+        cut_hidden(model, adapter, _keep(shape.hidden_size, plan.hidden_channels), slicer)
     if shape.dense_layers:
         config.intermediate_size = after.intermediate_size
     config.num_attention_heads = after.num_attention_heads

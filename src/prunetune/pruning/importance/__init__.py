@@ -2,16 +2,17 @@
 
 Scores come from temporary hooks over calibration batches (calibration.py); hooks are removed,
 `model.training`, `requires_grad` and any existing gradients restored afterwards, even on errors.
-Scorers live in mlp.py, kv.py, layers.py and experts.py and register themselves (scorers.py); `prunetune ls -v`
+Scorers live in mlp.py, kv.py, layers.py, experts.py and hidden.py and register themselves (scorers.py); `prunetune ls -v`
 lists them with their options. `layerwise=True` runs the forwards one decoder layer at a time (layerwise.py).
 """
 
-from prunetune.pruning.importance import experts, kv, layers, mlp  # noqa: F401  (registers the scorers)
+from prunetune.pruning.importance import experts, hidden, kv, layers, mlp  # noqa: F401  (registers the scorers)
 from prunetune.pruning.importance.calibration import calibration_batches, calibration_inputs
 from prunetune.pruning.importance.layerwise import Layerwise
 from prunetune.pruning.importance.scorers import (
     EXPERT_NEURON_SCORERS,
     EXPERT_SCORERS,
+    HIDDEN_SCORERS,
     KV_SCORERS,
     LAYER_SCORERS,
     MLP_SCORERS,
@@ -19,6 +20,7 @@ from prunetune.pruning.importance.scorers import (
     check_options,
     score_expert_neurons,
     score_experts,
+    score_hidden,
     score_kv_groups,
     score_layers,
     score_mlp,
@@ -29,6 +31,7 @@ __all__ = [
     "EXPERT_SCORERS",
     "score_expert_neurons",
     "score_experts",
+    "HIDDEN_SCORERS",
     "KV_SCORERS",
     "LAYER_SCORERS",
     "Layerwise",
@@ -37,6 +40,7 @@ __all__ = [
     "calibration_batches",
     "calibration_inputs",
     "check_options",
+    "score_hidden",
     "score_kv_groups",
     "score_layers",
     "score_mlp",

@@ -1,7 +1,7 @@
-"""The scorer registries and the entry points the rest calls: score_mlp, score_kv_groups, score_layers.
+"""The scorer registries and the entry points the rest calls: score_mlp, score_kv_groups, score_layers, score_hidden.
 
 A scorer is a function `(model, calib: Calibration, **options) -> Tensor` registered with
-`@MLP_SCORERS.register(name, options=OptionsDataclass)` (or KV_SCORERS / LAYER_SCORERS); its options
+`@MLP_SCORERS.register(name, options=OptionsDataclass)` (or KV_SCORERS / LAYER_SCORERS / HIDDEN_SCORERS); its options
 are checked by prunetune.config before it runs, so a recipe's `prune.mlp_options` fails at validation.
 """
 
@@ -26,6 +26,8 @@ EXPERT_SCORERS = Registry("expert scorer")
 """[num MoE layers, num_experts] scores, rows in ModelShape.moe_layers order; higher = kept."""
 EXPERT_NEURON_SCORERS = Registry("expert-neuron scorer")
 """(experts [num MoE layers, num_experts * expert width], shared [num MoE layers, shared width] or None)."""
+HIDDEN_SCORERS = Registry("hidden-channel scorer")
+"""[hidden_size] scores, one per residual-stream channel; higher = kept."""
 
 
 @dataclass
@@ -84,3 +86,9 @@ def score_experts(model, method, batches, *, seed=0, progress=True, options=None
 def score_expert_neurons(model, method, batches, *, seed=0, progress=True, options=None):
     """Score every expert neuron and shared-expert neuron (see EXPERT_NEURON_SCORERS)."""
     return _score(EXPERT_NEURON_SCORERS, model, method, batches, options, seed=seed, progress=progress)
+
+
+
+def score_hidden(model, method, batches, *, seed=0, progress=True, options=None):
+    """Score every residual-stream channel: [hidden_size] float32 on CPU."""
+    return _score(HIDDEN_SCORERS, model, method, batches, options, seed=seed, progress=progress)

@@ -30,6 +30,15 @@ def cli() -> list[str]:
     return [sys.executable, "-m", "prunetune"]
 
 
+def command_footer(command: str, machine: dict) -> list[str]:
+    """The closing lines of a results page: the command that produced it and the machine it ran on."""
+    import os
+
+    return ["", "Command:", "", f"    {command}", "",
+            f"Python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}; "
+            f"CPU {machine['cpu']} ({os.cpu_count()} cores, shared).", ""]
+
+
 def versions(*names: str) -> dict[str, str]:
     """{name: installed version} in the given order; "python" is the interpreter, "?" a missing package."""
     out = {}

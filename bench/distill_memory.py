@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,9 +26,9 @@ import time
 from pathlib import Path
 
 try:
-    from bench.common import ROOT, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, versions
+    from bench.common import ROOT, command_footer, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, versions
 except ImportError:  # run as `python bench/distill_memory.py`
-    from common import ROOT, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, versions
+    from common import ROOT, command_footer, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, versions
 
 VOCAB = 151936
 VARIANTS = {
@@ -119,9 +118,7 @@ def render(res: dict, command: str) -> str:
     for r in res["runs"]:
         lines.append(f"| {r['variant']} | {r['peak_mib']:.0f} | {r['peak_mib'] / plain['peak_mib']:.2f}x | "
                      f"{r['step_seconds']:.2f} | {r['loss']:.5f} |")
-    lines += ["", "Command:", "", f"    {command}", "",
-              f"Python {res['machine']['python']}, torch {res['machine']['torch']}, transformers "
-              f"{res['machine']['transformers']}; CPU {res['machine']['cpu']} ({os.cpu_count()} cores, shared).", ""]
+    lines += command_footer(command, res["machine"])
     return "\n".join(lines)
 
 

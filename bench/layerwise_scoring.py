@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,9 +30,9 @@ import time
 from pathlib import Path
 
 try:
-    from bench.common import ROOT, cpu_name, peak_rss_mib, rss_mib, versions
+    from bench.common import ROOT, command_footer, cpu_name, peak_rss_mib, rss_mib, versions
 except ImportError:  # run as `python bench/layerwise_scoring.py`
-    from common import ROOT, cpu_name, peak_rss_mib, rss_mib, versions
+    from common import ROOT, command_footer, cpu_name, peak_rss_mib, rss_mib, versions
 
 MODES = ("whole", "layerwise_ram", "layerwise_disk")
 
@@ -131,9 +130,7 @@ def render(res: dict, command: str) -> str:
             f"| {r['mode']} | {r['peak_mib']:.0f} | {r['peak_mib'] / whole['peak_mib']:.2f}x | {r['load_seconds']:.1f} | "
             f"{r['mlp_activation_seconds']:.1f} | {r['block_influence_seconds']:.1f} | {r['equal']} |"
         )
-    lines += ["", "Command:", "", f"    {command}", "",
-              f"Python {res['machine']['python']}, torch {res['machine']['torch']}, transformers "
-              f"{res['machine']['transformers']}; CPU {res['machine']['cpu']} ({os.cpu_count()} cores, shared).", ""]
+    lines += command_footer(command, res["machine"])
     return "\n".join(lines)
 
 

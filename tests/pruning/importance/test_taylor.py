@@ -166,3 +166,17 @@ def test_bad_options(batches):
         score_mlp(model, "taylor", batches, options={"per": "token"})
     with pytest.raises(UserError, match="options.order"):
         score_kv_groups(model, "taylor", batches, options={"order": 2})
+
+
+def test_kv_default_is_the_group_sum_over_the_calibration_set(batches):
+    """KV groups default to reduce=unit, per=calibration (measured better on SmolLM2 than element-wise)."""
+    model, _ = tiny_model("llama", **KV_SHAPE)
+    default = score_kv_groups(model, "taylor", batches, progress=False)
+    explicit = score_kv_groups(
+        model, "taylor", batches, options={"per": "calibration", "reduce": "unit"}, progress=False
+    )
+    element = score_kv_groups(
+        model, "taylor", batches, options={"per": "sample", "reduce": "element"}, progress=False
+    )
+    assert torch.equal(default, explicit)
+    assert not torch.allclose(default, element)

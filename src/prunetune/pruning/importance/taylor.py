@@ -39,6 +39,16 @@ class TaylorOptions:
     reduce=unit and per=sample it is Molchanov et al.'s (2019) squared group Taylor criterion."""
 
 
+@dataclass
+class KvTaylorOptions(TaylorOptions):
+    """KV groups default to the signed group sum over the calibration set: on SmolLM2-135M (one of three
+    groups removed) it chose far better groups than element-wise per-sample terms (36 vs 285 perplexity,
+    bench/results/smollm2_scorers.md), and it costs one backward per batch."""
+
+    per: Literal["sample", "batch", "calibration"] = "calibration"
+    reduce: Literal["element", "unit"] = "unit"
+
+
 def single_rows(batches: list[dict]) -> list[dict]:
     """Each row of each batch as its own one-row batch with the padding dropped (padding on either side)."""
     rows = []

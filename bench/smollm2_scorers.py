@@ -37,7 +37,7 @@ MLP_DEFAULT = (
     "taylor tp:taylor taylor:per=calibration,reduce=unit activation magnitude tp:magnitude ptl "
     "taylor:per=batch taylor:per=calibration taylor:order=second"
 )
-KV_DEFAULT = "activation taylor taylor:per=calibration,reduce=unit"
+KV_DEFAULT = "activation taylor taylor:per=sample,reduce=element"
 GENERAL_MODULES = (
     "argparse json logging pathlib collections functools itertools subprocess unittest typing re csv"
 )

@@ -2,12 +2,13 @@
 
 Higher = more important. The forward-only scorers read act(gate) * up at the down_proj input and, for
 `ptl`, the gate and up outputs at each sample's last token; `taylor` backs the LM loss into the
-neuron's weights. All statistics are [num_layers, intermediate_size] fp32 accumulators.
+neuron's weights (taylor.py). All statistics are [num_layers, intermediate_size] fp32 accumulators.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -20,10 +21,10 @@ from prunetune.pruning.importance.calibration import (
     TokenMask,
     check_batches,
     scoring_pass,
-    taylor_pass,
 )
 from prunetune.pruning.importance.layerwise import Layerwise, layerwise_capable, run_forwards, scoring_device
 from prunetune.pruning.importance.scorers import MLP_SCORERS, Calibration
+from prunetune.pruning.importance.taylor import TaylorOptions, taylor_scores
 
 GATE, UP, DOWN = 0, 1, 2
 """The three read-out points of the paper's criterion: gate output, up output, down_proj input."""
@@ -238,28 +239,23 @@ def score_magnitude(model, calib: Calibration) -> torch.Tensor:
     return sq.sqrt()
 
 
-@MLP_SCORERS.register("taylor")
-def score_taylor(model, calib: Calibration) -> torch.Tensor:
-    """|sum over the neuron's weights of w * dL/dw| (LM loss): the first-order loss change from zeroing the neuron.
+@MLP_SCORERS.register("taylor", options=TaylorOptions)
+def score_taylor(
+    model, calib: Calibration, *, per: str = "sample", reduce: str = "element", order: str = "first"
+) -> torch.Tensor:
+    """Sum over the neuron's gate/up rows, their biases and its down_proj column of |w * dL/dw| (LM loss),
+    each sample's gradient on its own by default: how much the loss leans on each of the neuron's weights.
 
-    The signed sum is accumulated over batches (token-weighted) before the absolute value, i.e. the
-    first-order estimate for the whole calibration set.
+    `reduce=unit, per=calibration` is the earlier formula, |sum of w * dL/dw| over the whole calibration
+    set: the first-order loss change of zeroing the neuron, whose signed terms cancel near an optimum.
     """
     width = ModelShape.from_config(model.config).intermediate_size
-    layers = neuron_params(model)
-    acc = torch.zeros(len(layers), width)
-    params = list({id(t): t for _, pieces in layers for t, _, _ in pieces}.values())
-
-    def accumulate():
-        with torch.no_grad():
-            for idx, pieces in layers:
-                for t, kind, row in pieces:
-                    if t.grad is not None:
-                        acc[idx] += _per_neuron(t.detach().float() * t.grad.float(), kind, row, width).cpu()
-
-    batches = check_batches(calib.batches)
-    taylor_pass(model, batches, params, accumulate, desc="scoring MLP (taylor)", progress=calib.progress)
-    return acc.abs()
+    layers = [
+        (idx, [(t, partial(_per_neuron, kind=kind, row=row, width=width)) for t, kind, row in pieces])
+        for idx, pieces in neuron_params(model)
+    ]
+    opts = TaylorOptions(per=per, reduce=reduce, order=order)
+    return taylor_scores(model, calib, layers, width, opts, desc="scoring MLP (taylor)")
 
 
 @MLP_SCORERS.register("random")

@@ -121,6 +121,10 @@ def execute(args):
     if args.method == "distill" and not args.teacher:
         raise UserError("--method distill needs --teacher DIR")
     src = resolve_model_path(args.model)
+    from prunetune.checkpoint import model_config
+
+    sharding.check(cfg, for_run=False, key="config",
+                   tied_embeddings=bool(getattr(model_config(src), "tie_word_embeddings", False)))
     _check_task(args)
     if args.data and args.method != "grpo":
         from prunetune.data import check_source, is_registered, load_records

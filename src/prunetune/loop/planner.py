@@ -361,6 +361,8 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
             check_source(r.data, "recovery.data")
             chunk(r.data, 0, 1, seed=recipe.seed)
     shape = shape_of(recipe)
+    if r.method != "none":
+        sharding.check(cfg, for_run=False, tied_embeddings=shape.tie_word_embeddings)
     steps = plan_steps(recipe, shape)
     shapes = validate_steps(shape, steps, constraints_of(recipe))
     return shape, steps, shapes

@@ -27,13 +27,20 @@ ZERO = ("zero2", "zero3")
 GATHERED = (*FSDP, "zero3")  # strategies that leave each rank a shard of every weight
 
 
-def check(cfg, *, carry_optimizer: bool = False, for_run: bool = True, key: str = "recovery.config") -> None:
+_TIED = ("{key}.sharding: {s} does not support tied input/output embeddings yet (tie_word_embeddings: true); "
+         "use sharding: none or zero2")
+
+
+def check(cfg, *, carry_optimizer: bool = False, for_run: bool = True, key: str = "recovery.config",
+          tied_embeddings: bool = False) -> None:
     """Refuse, before any weights load, a sharding that cannot work here (each a one-line UserError).
 
     The config alone decides what no machine can run; `for_run` adds what this launch lacks
-    (deepspeed, processes, nodes, a GPU for offload).
+    (deepspeed, processes, nodes, a GPU for offload). `tied_embeddings`: the model's config ties them.
     """
     s = cfg.sharding
+    if tied_embeddings and s in ("fsdp", "hybrid_fsdp"):
+        raise UserError(_TIED.format(key=key, s=s))
     if s == "none":
         return
     if carry_optimizer and s in ZERO:
@@ -117,8 +124,7 @@ def shard(model, cfg):
 
     inp, out = model.get_input_embeddings(), model.get_output_embeddings()
     if out is not None and inp.weight is out.weight:  # torch 2.13 refuses a tied weight in two FSDP groups
-        raise UserError(f"sharding: {cfg.sharding} does not support tied input/output embeddings yet "
-                        "(tie_word_embeddings: true); use sharding: none or zero2")
+        raise UserError(_TIED.format(key="recovery.config", s=cfg.sharding))
     world = dist.world_size()
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if cfg.sharding == "hybrid_fsdp" else world
     config, mesh = _mesh(world // local, local, bool(cfg.cpu_offload))

@@ -180,6 +180,8 @@ CASES = [
     ("validate smoke recovery.total_steps=40 recovery.min_share=0.5", "recovery.min_share=0.5 x iterations"),
     ("validate smoke recovery.min_share=1.5", "recovery.min_share"),
     ("validate smoke model=tiny-random-gemma2 recovery.config.sharding=fsdp", "tied input/output embeddings"),
+    ("validate smoke recovery.total_steps=9 recovery.allocation=split recovery.split=[4,5] recovery.min_share=0.1",
+     "drop min_share / final_share"),
     ("validate smoke recovery.final_share=0.5", "recovery.final_share needs recovery.total_steps"),
     ("validate smoke recovery.total_steps=9 recovery.min_share=0.4 recovery.final_share=0.7", "leave nothing"),
     ("validate smoke recovery.total_steps=9 recovery.allocation=split recovery.split=[1]", "recovery.split"),

@@ -420,6 +420,8 @@ def test_a_hand_set_split_is_spent_as_written(tmp_path, capsys):
     assert run(recipe, progress=False)["recovery_steps"] == 5
     events = read_jsonl(Path(recipe.output_dir) / "metrics.jsonl")
     assert [m["steps"] for m in events if m["event"] == "recovery_done"] == [1, 4]
+    # a split needs no estimate of the damage still to come: that measurement (a scoring pass) is skipped
+    assert [m["rest_damage"] for m in events if m["event"] == "budget"] == [None, None]
     assert run_cli("validate", "smoke", "recovery.total_steps=5", "recovery.allocation=split",
                    "recovery.split=[2, 2]") == 2
     assert "recovery.split sums to 4; recovery.total_steps is 5" in capsys.readouterr().err

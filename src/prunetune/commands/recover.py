@@ -101,30 +101,24 @@ def execute(args):
     import tempfile
     from pathlib import Path
 
-    from prunetune.checkpoint import load_model, resolve_model_path
+    from prunetune.checkpoint import load_model, model_config, resolve_model_path
+    from prunetune.config import parse_overrides
     from prunetune.errors import UserError
     from prunetune.io import check_output_path
-    from prunetune.recovery import check_environment, recover, resolve_config
+    from prunetune.recovery import check_environment, recover, resolve_config, sharding
 
     out = check_output_path(args.out, "--out")
-    from prunetune.config import parse_overrides
-
     overrides = parse_overrides(args.overrides)
-    from prunetune.recovery import sharding
-
-    # an unknown method / key, or a sharding this launch cannot run, fails before any loading
+    # an unknown method / key fails before any loading
     cfg = resolve_config(args.method, overrides)
-    sharding.check(cfg, key="config")
     check_environment(cfg)
     if args.teacher and args.method != "distill":
         raise UserError("--teacher is only used by --method distill")
     if args.method == "distill" and not args.teacher:
         raise UserError("--method distill needs --teacher DIR")
     src = resolve_model_path(args.model)
-    from prunetune.checkpoint import model_config
-
-    sharding.check(cfg, for_run=False, key="config",
-                   tied_embeddings=bool(getattr(model_config(src), "tie_word_embeddings", False)))
+    # a sharding this launch or this model cannot run: from its config, before the weights load
+    sharding.check(cfg, key="config", tied_embeddings=bool(getattr(model_config(src), "tie_word_embeddings", False)))
     _check_task(args)
     if args.data and args.method != "grpo":
         from prunetune.data import check_source, is_registered, load_records

@@ -185,7 +185,8 @@ class Loop:
         dist.check_same_model(model, f"pruning in iteration {iteration}")
         after = held_out_loss(model, self._held_out(tok)) if before is not None else None
         self._damage = after - before if before is not None else None
-        self._rest = self._rest_damage(model, batches, general, after) if after is not None and self.recipe.recovery.total_steps else None
+        allocates = self.recipe.recovery.total_steps and self.recipe.recovery.allocation == "damage"
+        self._rest = self._rest_damage(model, batches, general, after) if after is not None and allocates else None
         counts = count_params(model)
         self.rundir.metric({"event": "prune", "iteration": iteration, **shape_fields(model), **counts,
                             "step": step.to_dict(), "attempt": state.retries, "damage": self._damage})

@@ -294,7 +294,6 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
     r = recipe.recovery
     if r.method != "none":
         cfg = resolve_config(r.method, r.config, "recovery.config")
-        sharding.check(cfg, carry_optimizer=r.carry_optimizer, for_run=for_run)
         if (r.global_schedule or r.total_steps) and cfg.max_steps is None:
             raise UserError(
                 "recovery.global_schedule and recovery.total_steps need recovery.config.max_steps "
@@ -302,6 +301,8 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
             )
         if (r.allocation == "split") != (r.split is not None):
             raise UserError("recovery.split and recovery.allocation: split go together")
+        if r.split is not None and (r.min_share or r.final_share):
+            raise UserError("recovery.split sets every iteration's steps itself: drop min_share / final_share")
         if r.split is not None:
             if recipe.schedule.shape == "damage" or len(r.split) != recipe.iterations or min(r.split) < 1:
                 raise UserError(f"recovery.split: give {recipe.iterations} step counts >= 1, one per iteration "
@@ -361,8 +362,9 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
             check_source(r.data, "recovery.data")
             chunk(r.data, 0, 1, seed=recipe.seed)
     shape = shape_of(recipe)
-    if r.method != "none":
-        sharding.check(cfg, for_run=False, tied_embeddings=shape.tie_word_embeddings)
+    if r.method != "none":  # from the config alone: still before any weights load
+        sharding.check(cfg, carry_optimizer=r.carry_optimizer, for_run=for_run,
+                       tied_embeddings=shape.tie_word_embeddings)
     steps = plan_steps(recipe, shape)
     shapes = validate_steps(shape, steps, constraints_of(recipe))
     return shape, steps, shapes

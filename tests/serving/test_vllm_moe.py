@@ -8,13 +8,13 @@ import torch
 
 from prunetune.builtin.tiny import tiny_model
 from prunetune.checkpoint import save_checkpoint
+from prunetune.models import MOE_FAMILIES
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.importance import calibration_batches
 from prunetune.pruning.prune import StepSpec, prune_step
 from tests.serving.test_vllm import PROMPTS, TOLERANCE, _hf_logprobs, _vllm_python
 
 pytestmark = [pytest.mark.slow, pytest.mark.serving]
-MOE_FAMILIES = ("qwen2_moe", "qwen3_moe", "mixtral", "olmoe")
 
 
 def _pruned(family: str, out: Path) -> Path:

@@ -225,7 +225,26 @@ SCHEDULES |= {
                          [*CARRY, "recovery.allocation=damage", "recovery.min_share=0.1",
                           "recovery.final_share=0.5"]),
 }
-TOTAL_STEPS_SCHEDULES = ("gradual_4_polish", "gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
+# recover until recovered (issue 17's "recover until recovered"): each cut trains until the held-out loss is
+# back at its pre-cut value (checked every 5 steps), half the run kept for the last cut; per-iteration
+# cosine (the split's) or one WSD across the run (the learning rate holds while a cut may stop early)
+_RECOVERED = ["recovery.allocation=recovered", "recovery.tolerance=0", "recovery.check_every=5",
+              "recovery.final_share=0.5"]
+SCHEDULES |= {
+    "gradual_4_recovered": ("gradual_4", "carry, until recovered, 50% kept for the last cut", 4,
+                            [*CARRY, *_RECOVERED]),
+    "gradual_4_recovered_wsd": ("gradual_4", "carry, until recovered, 50% kept for the last cut, one WSD", 4,
+                                [*CARRY[:-1], "recovery.global_schedule=true",
+                                 "recovery.config.lr_scheduler_type=wsd", *_RECOVERED]),
+}
+# the hand split as a rule for any total and cut count: each cut 2.5x the steps of the one before
+SCHEDULES |= {
+    "gradual_4_geometric": ("gradual_4", "carry, geometric x2.5 steps per cut", 4,
+                            [*CARRY, "recovery.allocation=geometric", "recovery.growth=2.5"]),
+    "gradual_8_geometric": ("gradual_8", "carry, geometric x1.6 steps per cut", 8,
+                            [*CARRY, "recovery.allocation=geometric", "recovery.growth=1.6"]),
+}
+TOTAL_STEPS_SCHEDULES = ("gradual_4_geometric", "gradual_8_geometric", "gradual_4_recovered", "gradual_4_recovered_wsd", "gradual_4_polish", "gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
                          "gradual_4_floor_fresh", "gradual_4_split", "gradual_4_split_fresh")
 """Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""
 EXPERIMENTS = {

@@ -183,6 +183,10 @@ CASES = [
     ("validate smoke recovery.total_steps=9 recovery.allocation=split recovery.split=[4,5] recovery.min_share=0.1",
      "drop min_share / final_share"),
     ("validate smoke recovery.final_share=0.5", "recovery.final_share needs recovery.total_steps"),
+    ("validate smoke recovery.total_steps=9 recovery.allocation=recovered recovery.tolerance=-1", "recovery.tolerance"),
+    ("validate smoke recovery.allocation=recovered", "recovery.allocation: recovered needs recovery.total_steps"),
+    ("validate smoke recovery.total_steps=9 recovery.allocation=geometric recovery.growth=0", "recovery.growth"),
+    ("validate smoke recovery.total_steps=9 recovery.allocation=geometric recovery.growth=x", "recovery.growth"),
     ("validate smoke recovery.total_steps=9 recovery.min_share=0.4 recovery.final_share=0.7", "leave nothing"),
     ("validate smoke recovery.total_steps=9 recovery.allocation=split recovery.split=[1]", "recovery.split"),
     # run: every input checked before the first write

@@ -62,3 +62,24 @@ def test_wsd_warms_up_holds_then_decays_over_the_last_tenth():
     s = GlobalSchedule(total_steps=100, warmup_ratio=0.05, lr_scheduler_type="wsd", decay_ratio=0.1)
     assert s.multiplier(0) == 0.0 and s.multiplier(5) == 1.0 and s.multiplier(50) == 1.0 and s.multiplier(89) == 1.0
     assert s.multiplier(90) == 1.0 and abs(s.multiplier(95) - 0.5) < 1e-9 and s.multiplier(100) == 0.0
+
+
+def test_recovered_allocation_is_the_cap_the_later_cuts_leave():
+    # all that is left but one step per future cut; the floors and the final share are held back
+    assert allocate(120, 0, 0.2, 0.0, 3, "recovered") == 117
+    assert allocate(120, 0, 0.2, 0.0, 3, "recovered", min_share=0.05) == 102
+    assert allocate(120, 0, 0.2, 0.0, 3, "recovered", final_share=0.5) == 57
+    assert allocate(120, 100, 0.2, 0.0, 0, "recovered") == 20  # the last cut gets what is left
+
+
+def test_geometric_allocation_grows_by_the_factor_and_sums_to_the_total():
+    for total, cuts, growth in [(120, 4, 2.5), (480, 4, 2.5), (120, 8, 1.6), (10, 3, 1.0)]:
+        spent, got = 0, []
+        for i in range(cuts):
+            got.append(allocate(total, spent, 0.0, 0.0, cuts - 1 - i, "geometric", growth=growth))
+            spent += got[-1]
+        assert sum(got) == total and min(got) >= 1
+        if growth > 1:
+            assert got == sorted(got)
+    assert [allocate(120, s, 0, 0, n, "geometric") for s, n in [(0, 3), (5, 2), (17, 1), (46, 0)]] == [5, 12, 29, 74]
+    assert allocate(10, 0, 0, 0, 2, "geometric", growth=1.0) == allocate(10, 0, 0, 0, 2, "equal")

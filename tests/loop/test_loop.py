@@ -429,6 +429,39 @@ def test_a_hand_set_split_is_spent_as_written(tmp_path, capsys):
     assert "recovery.split and recovery.allocation: split go together" in capsys.readouterr().err
 
 
+def test_recovered_allocation_stops_each_cut_once_back_and_leaves_the_rest_to_the_last(tmp_path, capsys):
+    recipe = _recipe(tmp_path, "iterations=3", "recovery.total_steps=9", "recovery.allocation=recovered",
+                     "recovery.tolerance=100", "recovery.check_every=2")
+    assert run(recipe, progress=False)["recovery_steps"] == 9
+    events = read_jsonl(Path(recipe.output_dir) / "metrics.jsonl")
+    assert [m["steps"] for m in events if m["event"] == "budget"] == [7, 6, 5]  # caps: one step per later cut
+    assert [m["steps"] for m in events if m["event"] == "recovery_done"] == [2, 2, 5]
+    checks = [m for m in events if m["event"] == "recovery_check"]
+    assert [(c["iteration"], c["step"]) for c in checks] == [(1, 2), (2, 2)]  # none in the last iteration
+    prunes = [m for m in events if m["event"] == "prune"]
+    assert [c["target"] for c in checks] == pytest.approx([p["loss_before"] + 100 for p in prunes[:2]])
+    table = [[c.strip() for c in line.strip("|").split("|")]
+             for line in (Path(recipe.output_dir) / "report.md").read_text().splitlines() if line.startswith("|")]
+    head = table[0]
+    rows = {r[0]: r for r in table[1:] if r[0] in ("1", "2", "3")}
+    assert [rows[i][head.index("steps")] for i in "123"] == ["2", "2", "5"]  # the plan as it ran, in the report
+    assert float(rows["1"][head.index("damage")]) == pytest.approx(prunes[0]["damage"], abs=1e-3)
+    assert run_cli("validate", "smoke", "recovery.allocation=recovered") == 2
+    assert "recovery.allocation: recovered needs recovery.total_steps" in capsys.readouterr().err
+    assert run_cli("validate", "smoke", "recovery.total_steps=9", "recovery.allocation=recovered",
+                   "recovery.check_every=0") == 2
+    assert "recovery.check_every" in capsys.readouterr().err
+
+
+def test_geometric_allocation_back_loads_the_budget(tmp_path):
+    recipe = _recipe(tmp_path, "iterations=3", "recovery.total_steps=9", "recovery.allocation=geometric",
+                     "recovery.growth=2")
+    assert run(recipe, progress=False)["recovery_steps"] == 9
+    events = read_jsonl(Path(recipe.output_dir) / "metrics.jsonl")
+    assert [m["steps"] for m in events if m["event"] == "recovery_done"] == [1, 3, 5]  # 9/7, 8/3, the rest
+    assert [m["rest_damage"] for m in events if m["event"] == "budget"] == [None] * 3  # nothing to estimate
+
+
 def test_damage_options_validate(capsys):
     assert run_cli("validate", "smoke", "schedule.shape=damage", "schedule.max_damage=0") == 2
     assert "schedule.max_damage: must be greater than 0" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def future_cuts(remaining_after: int, this_cut: int, iterations_left: int) -> in
 
 
 def allocate(total: int, spent: int, damage: float, rest: float, n_future: int, how: str = "damage",
-             min_share: float = 0.0, final_share: float = 0.0) -> int:
+             min_share: float = 0.0, final_share: float = 0.0, growth: float = 2.5) -> int:
     """Optimizer steps for this iteration out of what is left of `total` (`spent` so far).
 
     `damage`: this cut's measured damage; `rest`: the measured damage of removing, from the model as it
@@ -40,7 +40,11 @@ def allocate(total: int, spent: int, damage: float, rest: float, n_future: int, 
     everything left (the final polish). "equal" splits what is left evenly over this and the future cuts.
     `min_share`: every cut gets at least this share of `total` (the future cuts' floors are kept back), so
     the middle cuts, small next to what is still to come, are not starved. `final_share`: this share of
-    `total` is kept for the last cut whatever the damages say (the final polish). At least one step each.
+    `total` is kept for the last cut whatever the damages say (the final polish). "recovered" returns the
+    cap: all that the future cuts' floors and the final share leave (training stops earlier once the cut is
+    recovered, recovery/until.py). "geometric" gives each cut `growth` times the steps of the one before
+    (back-loaded: 2.5 over 4 cuts of 120 gives 5/12/29/74, the hand split that beat one-shot at 34% kept).
+    At least one step each.
     """
     left = max(total - spent, 0)
     if n_future <= 0:
@@ -48,6 +52,10 @@ def allocate(total: int, spent: int, damage: float, rest: float, n_future: int, 
     left = max(left - round(final_share * total), n_future + 1)
     if how == "equal":
         share = 1.0 / (n_future + 1)
+    elif how == "recovered":
+        share = 1.0
+    elif how == "geometric":
+        share = 1.0 / sum(growth**j for j in range(n_future + 1))
     else:
         d = max(damage, MIN_DAMAGE)
         share = d / (d + max(rest, MIN_DAMAGE))

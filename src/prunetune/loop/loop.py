@@ -42,6 +42,7 @@ class Loop:
         self.measures_damage = self.damage_mode or (recipe.recovery.total_steps is not None and not recipe.one_shot)
         self.final_width = final_mlp_width(recipe, self.dense_shape) if recipe.target.keep is not None else None
         self._held_out_batches, self._damage, self._rest, self._measured = None, None, None, None
+        self._before, self._stop_at = None, None  # pre-cut held-out loss; where `recovered` stops training
 
     def run(self) -> dict:
         recipe = self.recipe
@@ -184,12 +185,13 @@ class Loop:
         plan.meta["iteration"] = iteration
         dist.check_same_model(model, f"pruning in iteration {iteration}")
         after = held_out_loss(model, self._held_out(tok)) if before is not None else None
-        self._damage = after - before if before is not None else None
+        self._damage, self._before = (after - before if before is not None else None), before
         allocates = self.recipe.recovery.total_steps and self.recipe.recovery.allocation == "damage"
         self._rest = self._rest_damage(model, batches, general, after) if after is not None and allocates else None
         counts = count_params(model)
         self.rundir.metric({"event": "prune", "iteration": iteration, **shape_fields(model), **counts,
-                            "step": step.to_dict(), "attempt": state.retries, "damage": self._damage})
+                            "step": step.to_dict(), "attempt": state.retries, "damage": self._damage,
+                            "loss_before": before, "loss_after": after})
         if self.recipe.evaluation.after_prune:
             pm = self._evaluate(model, tok, None)
             self.rundir.metric({"event": "eval_after_prune", "iteration": iteration, **counts, "metrics": pm})
@@ -222,7 +224,7 @@ class Loop:
             res = recover(model, tok, r.method, records, cfg, teacher=teacher, reward_funcs=reward_funcs,
                           work_dir=rd.work(f"iteration_{iteration:02d}"),
                           optimizer_state=optimizer_state if r.carry_optimizer else None,
-                          schedule=schedule, progress=self.progress)
+                          schedule=schedule, progress=self.progress, stop=self._until(tok, iteration))
         except Diverged as e:
             return model, None, 0, str(e)
         state.chunks_used += 1
@@ -236,6 +238,22 @@ class Loop:
                    "world_size": res.info.get("world_size", 1)})
         crash_point(f"recover:{iteration}")
         return res.model, (res.optimizer_state if r.carry_optimizer else None), res.steps, None
+
+    def _until(self, tok, iteration: int):
+        """allocation: recovered: stop this cut's recovery once the held-out loss is back at `_stop_at`."""
+        from prunetune.recovery import StopWhen
+
+        if self._stop_at is None:
+            return None
+        target, batches = self._stop_at, self._held_out(tok)
+
+        def recovered(model, step: int) -> bool:
+            loss = held_out_loss(model, batches)
+            self.rundir.metric({"event": "recovery_check", "iteration": iteration, "step": step, "loss": loss,
+                                "target": target})
+            return loss <= target
+
+        return StopWhen(recovered, self.recipe.recovery.check_every)
 
     def _budget(self, model, state: LoopState, iteration: int):
         """(the tuner's config with this iteration's steps, records to take): the per-iteration budget, the
@@ -258,10 +276,12 @@ class Loop:
             n_future = max(structural, future_cuts(remaining, cut, sum(s.by_damage for s in rest)))
         steps = r.split[iteration - 1] if r.split and not self.recipe.one_shot else allocate(
             r.total_steps, state.recovery_steps, self._damage or 0.0, self._rest or 0.0, n_future, r.allocation,
-            r.min_share, r.final_share)
+            r.min_share, r.final_share, r.growth)
+        until = r.allocation == "recovered" and n_future > 0 and self._before is not None
+        self._stop_at = self._before + r.tolerance if until else None
         self.rundir.metric({"event": "budget", "iteration": iteration, "steps": steps, "damage": self._damage,
                             "rest_damage": self._rest, "left_before": r.total_steps - state.recovery_steps,
-                            "future_cuts": n_future})
+                            "future_cuts": n_future, "stop_at_loss": self._stop_at})
         size = records_for(steps, r.chunk_size, cfg.max_steps)
         cfg.max_steps = steps
         return cfg, size

@@ -309,6 +309,8 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
                                 "(schedule.shape damage decides its own iterations: use allocation: damage)")
             if r.total_steps != sum(r.split):
                 raise UserError(f"recovery.split sums to {sum(r.split)}; recovery.total_steps is {r.total_steps}")
+        if r.allocation == "recovered" and r.total_steps is None:
+            raise UserError("recovery.allocation: recovered needs recovery.total_steps (the budget it caps)")
         if r.min_share and r.total_steps is None:
             raise UserError("recovery.min_share needs recovery.total_steps (the budget it is a share of)")
         if r.min_share * recipe.iterations >= 1:

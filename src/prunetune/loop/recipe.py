@@ -129,9 +129,18 @@ class RecoveryConfig:
     """The run's whole recovery budget in optimizer steps, allocated per iteration by `allocation`; the
     last iteration gets what is left. config.max_steps / chunk_size then only say how many records a step
     takes (chunk_size / max_steps). One-shot spends it in its one recovery."""
-    allocation: Literal["damage", "equal", "split"] = "damage"
+    allocation: Literal["damage", "equal", "split", "recovered", "geometric"] = "damage"
     """With total_steps: in proportion to each cut's measured damage (held-out loss rise) | equal shares |
-    split (the steps `split` names, by hand)."""
+    split (the steps `split` names, by hand) | recovered (each cut trains until its held-out loss is back
+    within `tolerance` of the pre-cut loss, checked every `check_every` steps, capped by what the later
+    cuts and final_share need; the last cut gets what is left) | geometric (each iteration `growth` times
+    the steps of the one before: back-loaded, the split that beat one-shot at 34% kept, for any total)."""
+    growth: float = bounded(2.5, gt=0.0)
+    """allocation: geometric only: steps of each iteration over the one before's (1 = equal shares)."""
+    tolerance: float = bounded(0.0, ge=0.0)
+    """allocation: recovered only: nats per token above the pre-cut held-out loss that count as recovered."""
+    check_every: int = bounded(5, ge=1)
+    """allocation: recovered only: optimizer steps between held-out loss checks."""
     final_share: float = bounded(0.0, ge=0.0, lt=1.0)
     """With total_steps: the share of the whole budget kept for the last iteration (the final polish),
     the rest allocated over the cuts; min_share x (iterations - 1) + final_share must stay below 1."""

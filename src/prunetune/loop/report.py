@@ -131,13 +131,16 @@ def _plots(run: dict, others: list[dict], out: Path) -> list[str]:
 
 def _table(run: dict) -> tuple[list[str], list[list[str]]]:
     tasks = _tasks(run)
-    head = ["iteration", "non-emb params", "kept", "intermediate", "kv heads", "layers"] + [
+    head = ["iteration", "non-emb params", "kept", "intermediate", "kv heads", "layers", "damage", "steps"] + [
         f"{t} acc" for t in tasks
     ]
     base = run["baseline"]
     dense_n = base["non_embedding_params"]
     shape = base.get("shape", {})
     evals = {m["iteration"]: m for m in run["metrics"] if m.get("event") == "eval"}
+    # the last attempt of each iteration is the one kept (a rollback's cut and recovery come before it)
+    damage = {m["iteration"]: m.get("damage") for m in run["metrics"] if m.get("event") == "prune"}
+    steps = {m["iteration"]: m.get("steps") for m in run["metrics"] if m.get("event") == "recovery_done"}
     rows = [
         [
             "dense",
@@ -146,6 +149,8 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
             str(shape.get("intermediate_size", "")),
             str(shape.get("num_key_value_heads", "")),
             str(shape.get("num_hidden_layers", "")),
+            "",
+            "",
         ]
         + [f"{_accuracy(base['metrics'], t):.3f}" for t in tasks]
     ]
@@ -159,6 +164,8 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
                 str(m.get("intermediate_size", "")),
                 str(m.get("num_key_value_heads", "")),
                 str(m.get("num_hidden_layers", "")),
+                "-" if damage.get(r["iteration"]) is None else f"{damage[r['iteration']]:+.3f}",
+                str(steps.get(r["iteration"], "-")),
             ]
             + [
                 f"{_accuracy(r['metrics'], t):.3f}" if _accuracy(r["metrics"], t) is not None else "-"

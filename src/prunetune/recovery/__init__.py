@@ -15,9 +15,10 @@ from prunetune.errors import UserError
 from prunetune.recovery import cpt, distill, grpo, sft  # noqa: F401  (register the tuners)
 from prunetune.recovery.schedule import GlobalSchedule
 from prunetune.recovery.trainer import TUNERS, CommonConfig, Context, Diverged, RecoveryResult
+from prunetune.recovery.until import StopWhen
 
 __all__ = [
-    "TUNERS", "Diverged", "GlobalSchedule", "RecoveryResult", "check_environment", "config_keys", "recover", "resolve_config",
+    "TUNERS", "Diverged", "GlobalSchedule", "RecoveryResult", "StopWhen", "check_environment", "config_keys", "recover", "resolve_config",
 ]
 
 
@@ -63,12 +64,14 @@ def recover(
     optimizer_state: dict | None = None,
     schedule: GlobalSchedule | None = None,
     progress: bool = True,
+    stop: StopWhen | None = None,
 ) -> RecoveryResult:
     """Train `model` (in place where possible) with tuner `method` on `records`; see config_keys(method).
 
     `schedule` makes this call one slice of a learning-rate schedule spanning all loop iterations;
     `optimizer_state` ({param_name: {exp_avg, exp_avg_sq, step}}) resumes AdamW from the previous call
     (entries whose parameter was pruned away or resized are skipped). A NaN/inf loss raises UserError.
+    `stop` ends training before max_steps at the first of its checks that passes (recovery/until.py).
     """
     cfg = resolve_config(method, config)
     check_environment(cfg)
@@ -84,6 +87,7 @@ def recover(
         progress=progress,
         teacher=teacher,
         reward_funcs=reward_funcs,
+        stop=stop,
     )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -22,7 +22,7 @@ from prunetune.config import bounded
 from prunetune.errors import UserError
 from prunetune.io import append_jsonl
 from prunetune.recovery import lora as lora_lib
-from prunetune.recovery import sharding
+from prunetune.recovery import sharding, until
 from prunetune.recovery.schedule import GlobalSchedule, export_optimizer_state, make_optimizer
 from prunetune.registry import Registry
 
@@ -151,6 +151,7 @@ class Context:
     progress: bool = True
     teacher: object = None
     reward_funcs: object = None
+    stop: until.StopWhen | None = None  # recover until recovered: stop at the first check that passes
 
 
 class Diverged(UserError):
@@ -372,7 +373,7 @@ def fit(
         args=args,
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        callbacks=[cb, DivergenceCallback(train_model, check_loss=check_loss)],
+        callbacks=[cb, DivergenceCallback(train_model, check_loss=check_loss), *until.callbacks(ctx.stop, train_model)],
         **trainer_kwargs,
     )
     trainer.remove_callback(PrinterCallback)

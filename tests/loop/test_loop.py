@@ -474,8 +474,11 @@ def test_damage_options_validate(capsys):
 
 
 @pytest.mark.slow
-def test_a_damage_sized_run_resumes_after_sigkill(tmp_path):
-    extra = ["schedule.shape=damage", "recovery.total_steps=5", "schedule.kv_groups={}"]
+@pytest.mark.parametrize("extra", [
+    ["schedule.shape=damage", "recovery.total_steps=5", "schedule.kv_groups={}"],
+    ["recovery.total_steps=5", "recovery.allocation=recovered", "recovery.tolerance=100", "recovery.check_every=1"],
+], ids=["damage", "recovered"])
+def test_a_damage_sized_run_resumes_after_sigkill(tmp_path, extra):
     out = tmp_path / "run"
     killed = _cli(out, *extra, crash="recover:1")
     assert killed.returncode == -9
@@ -483,8 +486,10 @@ def test_a_damage_sized_run_resumes_after_sigkill(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recovery_steps"] == 5
-    budgets = [m for m in read_jsonl(out / "metrics.jsonl") if m["event"] == "budget"]
-    assert sum(m["steps"] for m in budgets) == 5  # the killed attempt's lines were dropped
+    done_steps = [m["steps"] for m in read_jsonl(out / "metrics.jsonl") if m["event"] == "recovery_done"]
+    assert sum(done_steps) == 5  # the killed attempt's lines were dropped
+    checks = [m["iteration"] for m in read_jsonl(out / "metrics.jsonl") if m["event"] == "recovery_check"]
+    assert checks == ([1] if "recovery.allocation=recovered" in extra else [])  # once: the first cut stops at step 1
 
 
 def test_a_damage_sized_cut_is_scored_once(tmp_path, monkeypatch):

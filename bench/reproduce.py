@@ -231,6 +231,9 @@ SCHEDULES |= {
 _RECOVERED = ["recovery.allocation=recovered", "recovery.tolerance=0", "recovery.check_every=5",
               "recovery.final_share=0.5"]
 SCHEDULES |= {
+    "gradual_4_recovered_tol": ("gradual_4", "carry, until within 0.02 nats, 50% kept for the last cut, one WSD", 4,
+                                [*CARRY[:-1], "recovery.global_schedule=true", "recovery.config.lr_scheduler_type=wsd",
+                                 *_RECOVERED[:1], "recovery.tolerance=0.02", *_RECOVERED[2:]]),
     "gradual_4_recovered": ("gradual_4", "carry, until recovered, 50% kept for the last cut", 4,
                             [*CARRY, *_RECOVERED]),
     "gradual_4_recovered_wsd": ("gradual_4", "carry, until recovered, 50% kept for the last cut, one WSD", 4,
@@ -244,7 +247,7 @@ SCHEDULES |= {
     "gradual_8_geometric": ("gradual_8", "carry, geometric x1.6 steps per cut", 8,
                             [*CARRY, "recovery.allocation=geometric", "recovery.growth=1.6"]),
 }
-TOTAL_STEPS_SCHEDULES = ("gradual_4_geometric", "gradual_8_geometric", "gradual_4_recovered", "gradual_4_recovered_wsd", "gradual_4_polish", "gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
+TOTAL_STEPS_SCHEDULES = ("gradual_4_recovered_tol", "gradual_4_geometric", "gradual_8_geometric", "gradual_4_recovered", "gradual_4_recovered_wsd", "gradual_4_polish", "gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
                          "gradual_4_floor_fresh", "gradual_4_split", "gradual_4_split_fresh")
 """Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""
 EXPERIMENTS = {

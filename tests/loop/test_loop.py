@@ -149,6 +149,20 @@ def test_gate_violation_rolls_back_and_halves_the_step(tmp_path, accuracy_falls)
     assert summary["completed_iterations"] == 0 and summary["final"] is None
 
 
+@pytest.mark.parametrize("allocation, steps", [
+    (["recovery.allocation=geometric", "recovery.growth=2"], [2, 1]),  # 6/3, then (6-2)/3: the retry pays too
+    (["recovery.allocation=recovered", "recovery.tolerance=100", "recovery.check_every=1"], [1, 1]),
+])
+def test_a_rollback_with_a_run_budget_spends_from_it(tmp_path, accuracy_falls, allocation, steps):
+    recipe = _recipe(tmp_path, "iterations=2", "gate.max_drop=0.5", "gate.max_retries=1", "schedule.kv_groups={}",
+                     "recovery.total_steps=6", *allocation)
+    summary = run(recipe, progress=False)
+    metrics = read_jsonl(Path(recipe.output_dir) / "metrics.jsonl")
+    assert [m["attempt"] for m in metrics if m["event"] == "prune"] == [0, 1]
+    assert [m["steps"] for m in metrics if m["event"] == "recovery_done"] == steps
+    assert summary["rollbacks"] == 1 and summary["completed_iterations"] == 0 and "gate violated" in summary["stopped_reason"]
+
+
 def test_gate_stop(tmp_path, accuracy_falls):
     recipe = _recipe(tmp_path, "gate.max_drop=0.5", "gate.on_violation=stop")
     summary = run(recipe, progress=False)

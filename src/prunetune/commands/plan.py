@@ -51,6 +51,7 @@ def _cost_flags(args):
 
 def run(args) -> int:
     from prunetune.loop import load_recipe, validate_recipe
+    from prunetune.loop.budget import planned_steps
     from prunetune.models.serving import QUANT_GROUP, width_issues
     from prunetune.recovery import resolve_config
     from prunetune.table import format_table
@@ -90,6 +91,7 @@ def run(args) -> int:
     tp = recipe.schedule.tensor_parallel
     if recipe.recovery.total_steps and recipe.recovery.method != "none":
         budget = f"{recipe.recovery.method}: {recipe.recovery.allocation} share of {recipe.recovery.total_steps} steps"
+    planned = None if recipe.one_shot or recipe.schedule.shape == "damage" else planned_steps(recipe.recovery, len(steps))
 
     def serving(sh) -> str:
         return "!" if width_issues(sh.intermediate_size, sh.num_attention_heads, sh.num_key_value_heads, tp) else "ok"
@@ -128,7 +130,7 @@ def run(args) -> int:
                 f"{sh.params():,}",
                 f"{sh.flops_per_token() / 1e9:.4g}",
                 serving(sh),
-                budget,
+                f"{recipe.recovery.method}: {planned[i - 1]} of {recipe.recovery.total_steps} steps" if planned else budget,
             ]
         )
     if shape.moe_layers:  # MoE: experts, expert width and the parameters a token is routed through

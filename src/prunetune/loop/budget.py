@@ -63,6 +63,20 @@ def allocate(total: int, spent: int, damage: float, rest: float, n_future: int, 
     return max(1, min(max(round(left * share), floor), left - n_future * floor))
 
 
+def planned_steps(r, iterations: int) -> list[int] | None:
+    """Steps per iteration where the recipe's recovery fixes them before any measurement (split, equal,
+    geometric, without rollbacks); None where measured damage or recovery decides (damage, recovered)."""
+    if r.split:
+        return list(r.split)
+    if r.allocation not in ("equal", "geometric") or not r.total_steps:
+        return None
+    out: list[int] = []
+    for i in range(iterations):
+        out.append(allocate(r.total_steps, sum(out), 0.0, 0.0, iterations - 1 - i, r.allocation, r.min_share,
+                            r.final_share, r.growth))
+    return out
+
+
 def records_for(steps: int, chunk_size: int, max_steps: int) -> int:
     """Records a recovery of `steps` steps takes when `chunk_size` records were sized for `max_steps`."""
     return max(1, math.ceil(chunk_size * steps / max_steps))

@@ -246,8 +246,12 @@ SCHEDULES |= {
                             [*CARRY, "recovery.allocation=geometric", "recovery.growth=2.5"]),
     "gradual_8_geometric": ("gradual_8", "carry, geometric x1.6 steps per cut", 8,
                             [*CARRY, "recovery.allocation=geometric", "recovery.growth=1.6"]),
+    # growth 3: 3/9/27/81 of 120, the hand split's shape (5/10/25/80) as a rule
+    "gradual_4_geometric3": ("gradual_4", "carry, geometric x3 steps per cut", 4,
+                             [*CARRY, "recovery.allocation=geometric", "recovery.growth=3"]),
 }
-TOTAL_STEPS_SCHEDULES = ("gradual_4_recovered_tol", "gradual_4_geometric", "gradual_8_geometric", "gradual_4_recovered", "gradual_4_recovered_wsd", "gradual_4_polish", "gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
+TOTAL_STEPS_SCHEDULES = ("gradual_4_geometric3", "gradual_4_recovered_tol",
+                         "gradual_4_geometric", "gradual_8_geometric", "gradual_4_recovered", "gradual_4_recovered_wsd", "gradual_4_polish", "gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
                          "gradual_4_floor_fresh", "gradual_4_split", "gradual_4_split_fresh")
 """Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""
 EXPERIMENTS = {

@@ -43,3 +43,23 @@ def test_a_loss_check_sees_the_model_being_trained(tmp_path):
     res, model, _ = _recover(tmp_path, StopWhen(check, every=2), steps=30)
     assert 2 <= res.steps < 30 and res.steps == 2 * len(losses)
     assert losses[-1] < 0.8 * start and all(x >= 0.8 * start for x in losses[:-1])
+
+
+@pytest.mark.parametrize("method", ["sft", "distill", "grpo"])
+def test_every_tuner_stops_when_told(tmp_path, method):
+    """The stop rides on fit()'s callbacks, so trl's GRPO trainer honours it like the Trainer subclasses."""
+    from tests.recovery.helpers import PAIRS
+
+    model, tok = tiny_model("llama")
+    cfg = {"max_steps": 6, "warmup_ratio": 0.0, "per_device_train_batch_size": 4}
+    records, extra = PAIRS, {}
+    if method == "grpo":
+        cfg |= {"max_completion_length": 4, "per_device_train_batch_size": 8}
+        records = [{"prompt": "Q:"}, {"prompt": "A:"}]
+        extra = {"reward_funcs": lambda prompts, completions, **kw: [float(len(c)) for c in completions]}
+    if method == "distill":
+        records, extra = [{"text": TEMPLATE.format(**r)} for r in MEMO], {"teacher": tiny_model("llama")[0]}
+        cfg["max_length"] = 32
+    res = recover(model, tok, method, records, cfg, work_dir=tmp_path, progress=False,
+                  stop=StopWhen(lambda m, step: step >= 2, every=1), **extra)
+    assert res.steps == 2

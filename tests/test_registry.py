@@ -55,3 +55,6 @@ def test_every_registry_lists_its_entries_and_options(capsys):
     assert "Peak AdamW learning rate" in out
     assert "(required)" not in out  # a scorer's calling convention is not an option
     assert "max_number" in out  # a task's constructor options are
+    keys = out.split("recipe keys")[1]  # every recipe key, sections flattened, with its default and doc
+    assert "recovery.growth" in keys and "schedule.max_damage" in keys and "  iterations " in keys
+    assert "steps of each iteration over the one before" in keys

@@ -1,5 +1,5 @@
 """`prunetune ls [-v]`: what is registered: model families, built-in models, scorers, recovery methods,
-tasks, text sources and shipped recipes; `-v` adds each entry's documented options."""
+tasks, text sources and shipped recipes; `-v` adds each entry's documented options and every recipe key."""
 
 
 def register(sub):
@@ -57,6 +57,24 @@ def options_of(entry) -> list[tuple[str, str, str]]:
     ]
 
 
+def recipe_keys() -> list[tuple[str, str, str]]:
+    """(dotted key, default, doc) of every recipe key, sections flattened (`recovery.growth`, ...)."""
+    import dataclasses
+
+    from prunetune.config import describe
+    from prunetune.loop.recipe import Recipe
+
+    sections = {f.name: f.default_factory for f in dataclasses.fields(Recipe)
+                if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)}
+    out = []
+    for name, default, doc in describe(Recipe):
+        if name in sections:
+            out += [(f"{name}.{k}", d, text) for k, d, text in describe(sections[name])]
+        else:
+            out.append((name, default, doc))
+    return out
+
+
 def run(args) -> int:
     from prunetune.loop.recipe import shipped_recipes
     from prunetune.models import FAMILIES
@@ -74,4 +92,7 @@ def run(args) -> int:
             if opts:
                 print(format_table(None, [[f"    {n}", d, doc] for n, d, doc in opts]))
     print(("\n" if args.verbose else "") + f"{'recipes:':<17}" + ", ".join(sorted(shipped_recipes())))
+    if args.verbose:
+        print("\nrecipe keys (YAML sections, or key=value overrides on the command line):")
+        print(format_table(None, [[f"  {n}", d, doc] for n, d, doc in recipe_keys()]))
     return 0

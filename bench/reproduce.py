@@ -249,8 +249,10 @@ SCHEDULES |= {
     # growth 3: 3/9/27/81 of 120, the hand split's shape (5/10/25/80) as a rule
     "gradual_4_geometric3": ("gradual_4", "carry, geometric x3 steps per cut", 4,
                              [*CARRY, "recovery.allocation=geometric", "recovery.growth=3"]),
+    "gradual_4_geometric4": ("gradual_4", "carry, geometric x4 steps per cut", 4,
+                             [*CARRY, "recovery.allocation=geometric", "recovery.growth=4"]),
 }
-TOTAL_STEPS_SCHEDULES = ("gradual_4_geometric3", "gradual_4_recovered_tol",
+TOTAL_STEPS_SCHEDULES = ("gradual_4_geometric3", "gradual_4_geometric4", "gradual_4_recovered_tol",
                          "gradual_4_geometric", "gradual_8_geometric", "gradual_4_recovered", "gradual_4_recovered_wsd", "gradual_4_polish", "gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
                          "gradual_4_floor_fresh", "gradual_4_split", "gradual_4_split_fresh")
 """Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""

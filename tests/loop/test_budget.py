@@ -81,7 +81,8 @@ def test_geometric_allocation_grows_by_the_factor_and_sums_to_the_total():
         assert sum(got) == total and min(got) >= 1
         if growth > 1:
             assert got == sorted(got)
-    assert [allocate(120, s, 0, 0, n, "geometric") for s, n in [(0, 3), (5, 2), (17, 1), (46, 0)]] == [5, 12, 29, 74]
+    assert [allocate(120, s, 0, 0, n, "geometric") for s, n in [(0, 3), (3, 2), (12, 1), (39, 0)]] == [3, 9, 27, 81]
+    assert [allocate(120, s, 0, 0, n, "geometric", growth=2.5) for s, n in [(0, 3), (5, 2), (17, 1)]] == [5, 12, 29]
     assert allocate(10, 0, 0, 0, 2, "geometric", growth=1.0) == allocate(10, 0, 0, 0, 2, "equal")
 
 
@@ -90,6 +91,6 @@ def test_plan_prints_the_steps_a_fixed_allocation_gives_each_iteration(capsys):
 
     assert run_cli("plan", "demo", "recovery.total_steps=120", "recovery.allocation=geometric") == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
-    assert [r.rsplit("sft: ", 1)[1] for r in rows] == [f"{n} of 120 steps" for n in (5, 12, 29, 74)]
+    assert [r.rsplit("sft: ", 1)[1] for r in rows] == [f"{n} of 120 steps" for n in (3, 9, 27, 81)]
     assert run_cli("plan", "demo", "recovery.total_steps=120", "recovery.allocation=damage") == 0
     assert "damage share of 120 steps" in capsys.readouterr().out  # measured as the run goes: no numbers yet

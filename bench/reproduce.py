@@ -251,8 +251,11 @@ SCHEDULES |= {
                              [*CARRY, "recovery.allocation=geometric", "recovery.growth=3"]),
     "gradual_4_geometric4": ("gradual_4", "carry, geometric x4 steps per cut", 4,
                              [*CARRY, "recovery.allocation=geometric", "recovery.growth=4"]),
+    "gradual_4_geometric3_dense_teacher": ("gradual_4", "carry, geometric x3 steps per cut, dense teacher", 4,
+                                           [*CARRY, "recovery.allocation=geometric", "recovery.growth=3",
+                                            "recovery.teacher=dense"]),
 }
-TOTAL_STEPS_SCHEDULES = ("gradual_4_geometric3", "gradual_4_geometric4", "gradual_4_recovered_tol",
+TOTAL_STEPS_SCHEDULES = ("gradual_4_geometric3", "gradual_4_geometric4", "gradual_4_geometric3_dense_teacher", "gradual_4_recovered_tol",
                          "gradual_4_geometric", "gradual_8_geometric", "gradual_4_recovered", "gradual_4_recovered_wsd", "gradual_4_polish", "gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
                          "gradual_4_floor_fresh", "gradual_4_split", "gradual_4_split_fresh")
 """Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""

@@ -39,6 +39,32 @@ def command_footer(command: str, machine: dict) -> list[str]:
             f"CPU {machine['cpu']} ({os.cpu_count()} cores, shared).", ""]
 
 
+def run_worker(script: str, *args: str) -> dict:
+    """Run `script --worker ...` in a fresh interpreter (its own peak memory) and return the JSON object
+    it prints on its last line of stdout."""
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, script, "--worker", *args], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def write_page(out: str, res: dict, page: str) -> None:
+    """`out`.json (the numbers) and `out`.md (the page), each written atomically; the page is printed."""
+    import json
+
+    from prunetune.io import atomic_write_text
+
+    atomic_write_text(Path(out + ".json"), json.dumps(res, indent=2) + "\n")
+    atomic_write_text(Path(out + ".md"), page)
+    print(page)
+
+
+def torch_machine() -> dict:
+    """The machine facts every torch benchmark page names: python, torch, transformers, CPU."""
+    return {**versions("python", "torch", "transformers"), "cpu": cpu_name()}
+
+
 def versions(*names: str) -> dict[str, str]:
     """{name: installed version} in the given order; "python" is the interpreter, "?" a missing package."""
     out = {}

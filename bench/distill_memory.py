@@ -20,15 +20,31 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 try:
-    from bench.common import ROOT, command_footer, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, versions
+    from bench.common import (
+        ROOT,
+        command_footer,
+        peak_rss_mib,
+        reset_peak_rss,
+        rss_mib,
+        run_worker,
+        torch_machine,
+        write_page,
+    )
 except ImportError:  # run as `python bench/distill_memory.py`
-    from common import ROOT, command_footer, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, versions
+    from common import (
+        ROOT,
+        command_footer,
+        peak_rss_mib,
+        reset_peak_rss,
+        rss_mib,
+        run_worker,
+        torch_machine,
+        write_page,
+    )
 
 VOCAB = 151936
 VARIANTS = {
@@ -135,17 +151,13 @@ def main(argv=None) -> int:
         return 0
     runs = []
     for name in VARIANTS:
-        done = subprocess.run([sys.executable, __file__, "--worker", name, "--batch-size", str(args.batch_size),
-                               "--seq", str(args.seq), "--threads", str(args.threads)],
-                              capture_output=True, text=True, check=True)
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        runs.append(run_worker(__file__, name, "--batch-size", str(args.batch_size), "--seq", str(args.seq),
+                               "--threads", str(args.threads)))
         print(runs[-1], flush=True)
     res = {"args": {k: v for k, v in vars(args).items() if k not in ("worker", "out")}, "runs": runs,
-           "machine": {**versions("python", "torch", "transformers"), "cpu": cpu_name()}}
+           "machine": torch_machine()}
     command = "nice .venv/bin/python bench/distill_memory.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(args.out + ".json").write_text(json.dumps(res, indent=2) + "\n")
-    Path(args.out + ".md").write_text(render(res, command.strip()))
-    print(Path(args.out + ".md").read_text())
+    write_page(args.out, res, render(res, command.strip()))
     return 0
 
 

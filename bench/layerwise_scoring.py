@@ -23,16 +23,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 try:
-    from bench.common import ROOT, command_footer, cpu_name, peak_rss_mib, rss_mib, versions
+    from bench.common import (
+        ROOT,
+        command_footer,
+        peak_rss_mib,
+        rss_mib,
+        run_worker,
+        torch_machine,
+        write_page,
+    )
 except ImportError:  # run as `python bench/layerwise_scoring.py`
-    from common import ROOT, command_footer, cpu_name, peak_rss_mib, rss_mib, versions
+    from common import ROOT, command_footer, peak_rss_mib, rss_mib, run_worker, torch_machine, write_page
 
 MODES = ("whole", "layerwise_ram", "layerwise_disk")
 
@@ -158,20 +165,16 @@ def main(argv=None) -> int:
                   "--seq", str(args.seq), "--threads", str(args.threads), "--model", tmp]
         for mode in MODES:
             out = Path(tmp) / f"{mode}.pt"
-            done = subprocess.run([sys.executable, __file__, "--worker", mode, "--scores", str(out), *common],
-                                  capture_output=True, text=True, check=True)
-            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            runs.append(run_worker(__file__, mode, "--scores", str(out), *common))
             scores[mode] = torch.load(out)
             print(runs[-1], flush=True)
     for r in runs:
         r["equal"] = all(torch.allclose(scores[r["mode"]][k], scores["whole"][k], rtol=1e-5, atol=1e-6)
                          for k in ("mlp", "layers"))
     res = {"args": {k: v for k, v in vars(args).items() if k not in ("worker", "model", "scores", "out")},
-           "sizes": sizes, "runs": runs, "machine": {**versions("python", "torch", "transformers"), "cpu": cpu_name()}}
+           "sizes": sizes, "runs": runs, "machine": torch_machine()}
     command = "nice .venv/bin/python bench/layerwise_scoring.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(args.out + ".json").write_text(json.dumps(res, indent=2) + "\n")
-    Path(args.out + ".md").write_text(render(res, command.strip()))
-    print(Path(args.out + ".md").read_text())
+    write_page(args.out, res, render(res, command.strip()))
     return 0
 
 

@@ -183,10 +183,10 @@ def write_results(data: dict, meta: dict, out_dir: Path) -> None:
     for m in data["gradual_iterations"]:
         accs = [fmt((m.get("metrics") or {}).get(t, {}).get("accuracy")) for t in tasks]
         lines.append(f"| {m.get('iteration')} | {m.get('non_embedding_params')} | " + " | ".join(accs) + " |")
-    write_page(out_dir, "smollm2", lines, meta["commands"])
+    write_notes_page(out_dir, "smollm2", lines, meta["commands"])
 
 
-def write_page(out_dir: Path, name: str, lines: list[str], commands: list[str]) -> None:
+def write_notes_page(out_dir: Path, name: str, lines: list[str], commands: list[str]) -> None:
     """`name`.md: the table `lines`, the hand-written `name`.notes.md if there is one, the commands."""
     notes = out_dir / f"{name}.notes.md"
     if notes.is_file():

@@ -26,11 +26,11 @@ from pathlib import Path
 try:
     from bench.common import ROOT, cli
     from bench.reproduce import _cpu, _run, _versions
-    from bench.smollm2 import RECIPE, code_data, nll_commands, write_page
+    from bench.smollm2 import RECIPE, code_data, nll_commands, write_notes_page
 except ImportError:  # run as `python bench/smollm2_seeds.py`
     from common import ROOT, cli
     from reproduce import _cpu, _run, _versions
-    from smollm2 import RECIPE, code_data, nll_commands, write_page
+    from smollm2 import RECIPE, code_data, nll_commands, write_notes_page
 
 from prunetune.io import atomic_write_text
 
@@ -99,7 +99,7 @@ def write(rows: list[dict], meta: dict, out_dir: Path) -> None:
     for r in sorted(rows, key=lambda r: (r["seed"], r["arm"])):
         lines.append(f"| {r['seed']} | {r['arm']} | " + " | ".join(f"{r[k]:.3f}" for k in keys)
                      + f" | {r['dense_products']:.2f} | {r['dense_chain_sum']:.2f} |")
-    write_page(out_dir, "smollm2_seeds", lines, meta["commands"])
+    write_notes_page(out_dir, "smollm2_seeds", lines, meta["commands"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,10 +69,26 @@ def recipe_keys() -> list[tuple[str, str, str]]:
     out = []
     for name, default, doc in describe(Recipe):
         if name in sections:
-            out += [(f"{name}.{k}", d, text) for k, d, text in describe(sections[name])]
+            for k, d, text in describe(sections[name]):
+                out.append((f"{name}.{k}", d, text))
+                sub = _optional_section(sections[name], k)  # e.g. recovery.prompts: {sources, ...}
+                if sub is not None:
+                    out += [(f"{name}.{k}.{kk}", dd, tt) for kk, dd, tt in describe(sub)]
         else:
             out.append((name, default, doc))
     return out
+
+
+def _optional_section(cls, key: str):
+    """The dataclass a `X | None` field of `cls` holds, or None when the field is no such section."""
+    import dataclasses
+    import typing
+
+    hint = typing.get_type_hints(cls).get(key)
+    for arg in typing.get_args(hint):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
 
 
 def run(args) -> int:

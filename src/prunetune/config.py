@@ -113,11 +113,18 @@ def _plain(value):
 
 # ---- building ----------------------------------------------------------------------------------
 def build(cls, data: Any, path: str = ""):
-    """An instance of dataclass `cls` from a mapping; unknown keys and ill-typed values name the key."""
+    """An instance of dataclass `cls` from a mapping; unknown keys and ill-typed values name the key.
+
+    A class may define `upgrade_keys(data, path) -> data` (a staticmethod) to read keys that older
+    recipes spell differently; it runs first, on a copy of the mapping.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise UserError(f"{path or 'the config'}: expected a mapping of keys, got {_show(data)}")
+    upgrade = getattr(cls, "upgrade_keys", None)
+    if upgrade is not None:  # a config's own shim for keys older recipes spell differently
+        data = upgrade(dict(data), path)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -127,6 +134,12 @@ def build(cls, data: Any, path: str = ""):
             raise UserError(f"unknown key '{full}'{did_you_mean(key, fields)}")
         kwargs[key] = _check_bounds(coerce(value, hints[key], full), fields[key].metadata, full)
     return cls(**kwargs)
+
+
+def coerce_field(cls, name: str, value: Any, key: str) -> Any:
+    """`value` checked as field `name` of dataclass `cls` (its type and bounds); errors name `key`."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return _check_bounds(coerce(value, typing.get_type_hints(cls)[name], key), f.metadata, key)
 
 
 def coerce(value: Any, tp: Any, key: str) -> Any:

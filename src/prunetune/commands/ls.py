@@ -1,5 +1,5 @@
 """`prunetune ls [-v]`: what is registered: model families, built-in models, scorers, recovery methods,
-tasks, text sources and shipped recipes; `-v` adds each entry's documented options and every recipe key."""
+budget allocations, tasks, text sources and shipped recipes; `-v` adds each entry's documented options and every recipe key."""
 
 
 def register(sub):
@@ -11,6 +11,7 @@ def register(sub):
 def _registries():
     from prunetune.checkpoint import MODELS
     from prunetune.data import SOURCES
+    from prunetune.loop.allocations import ALLOCATIONS
     from prunetune.pruning.importance import (
         EXPERT_NEURON_SCORERS,
         EXPERT_SCORERS,
@@ -31,6 +32,7 @@ def _registries():
         ("expert neurons", EXPERT_NEURON_SCORERS),
         ("hidden scorers", HIDDEN_SCORERS),
         ("recovery", TUNERS),
+        ("allocations", ALLOCATIONS),
         ("tasks", TASKS),
         ("text sources", SOURCES),
     )
@@ -69,10 +71,25 @@ def recipe_keys() -> list[tuple[str, str, str]]:
     out = []
     for name, default, doc in describe(Recipe):
         if name in sections:
-            out += [(f"{name}.{k}", d, text) for k, d, text in describe(sections[name])]
+            for k, d, text in describe(sections[name]):
+                out.append((f"{name}.{k}", d, text))
+                if (name, k) == ("recovery", "allocation_options"):
+                    out += _allocation_keys()
         else:
             out.append((name, default, doc))
     return out
+
+
+def _allocation_keys() -> list[tuple[str, str, str]]:
+    """recovery.allocation_options.<option> of every registered allocation, with the flat key older recipes used."""
+    from prunetune.config import describe
+    from prunetune.loop.allocations import ALLOCATIONS
+    from prunetune.loop.recipe import FLAT_ALLOCATION_KEYS
+
+    old = {v: k for k, v in FLAT_ALLOCATION_KEYS.items()}
+    return [(f"recovery.allocation_options.{k}", d,
+             f"allocation: {e.name} only: {text}" + (f" (older recipes: recovery.{old[e.name, k]})" if (e.name, k) in old else ""))
+            for e in ALLOCATIONS.entries() if e.options is not None for k, d, text in describe(e.options)]
 
 
 def run(args) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from prunetune.checkpoint import model_config, resolve_model_path
 from prunetune.data import check_source
 from prunetune.errors import UserError
+from prunetune.loop.allocations import Context
 from prunetune.loop.recipe import Recipe
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.plan import Constraints, PruningPlan
@@ -299,18 +300,8 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
                 "recovery.global_schedule and recovery.total_steps need recovery.config.max_steps "
                 "(the steps chunk_size is sized for)"
             )
-        if (r.allocation == "split") != (r.split is not None):
-            raise UserError("recovery.split and recovery.allocation: split go together")
-        if r.split is not None and (r.min_share or r.final_share):
-            raise UserError("recovery.split sets every iteration's steps itself: drop min_share / final_share")
-        if r.split is not None:
-            if recipe.schedule.shape == "damage" or len(r.split) != recipe.iterations or min(r.split) < 1:
-                raise UserError(f"recovery.split: give {recipe.iterations} step counts >= 1, one per iteration "
-                                "(schedule.shape damage decides its own iterations: use allocation: damage)")
-            if r.total_steps != sum(r.split):
-                raise UserError(f"recovery.split sums to {sum(r.split)}; recovery.total_steps is {r.total_steps}")
-        if r.allocation == "recovered" and r.total_steps is None:
-            raise UserError("recovery.allocation: recovered needs recovery.total_steps (the budget it caps)")
+        r.allocator().check(Context(total_steps=r.total_steps, iterations=recipe.iterations, min_share=r.min_share,
+                                    final_share=r.final_share, damage_sized=recipe.schedule.shape == "damage"))
         if r.min_share and r.total_steps is None:
             raise UserError("recovery.min_share needs recovery.total_steps (the budget it is a share of)")
         if r.min_share * recipe.iterations >= 1:

@@ -129,30 +129,69 @@ class RecoveryConfig:
     """The run's whole recovery budget in optimizer steps, allocated per iteration by `allocation`; the
     last iteration gets what is left. config.max_steps / chunk_size then only say how many records a step
     takes (chunk_size / max_steps). One-shot spends it in its one recovery."""
-    allocation: Literal["damage", "equal", "split", "recovered", "geometric"] = "damage"
-    """With total_steps: in proportion to each cut's measured damage (held-out loss rise) | equal shares |
-    split (the steps `split` names, by hand) | recovered (each cut trains until its held-out loss is back
-    within `tolerance` of the pre-cut loss, checked every `check_every` steps, capped by what the later
-    cuts and final_share need; the last cut gets what is left) | geometric (each iteration `growth` times
-    the steps of the one before: back-loaded, the last cut about two thirds, for any total)."""
-    growth: float = bounded(3.0, gt=0.0)
-    """allocation: geometric only: steps of each iteration over the one before's (1 = equal shares; 3 gives
-    4 cuts 3/9/27/81 of 120 and beat one-shot at 34% kept, 2.5 (5/12/29/74) did not)."""
-    tolerance: float = bounded(0.0, ge=0.0)
-    """allocation: recovered only: nats per token above the pre-cut held-out loss that count as recovered."""
-    check_every: int = bounded(5, ge=1)
-    """allocation: recovered only: optimizer steps between held-out loss checks."""
+    allocation: str = "damage"
+    """With total_steps, how the budget is spent over the cuts: damage (in proportion to each cut's measured
+    damage) | equal | geometric | recovered | split (`prunetune ls -v` lists them with their options)."""
+    allocation_options: dict = field(default_factory=dict)
+    """Options of the allocation, e.g. {growth: 3} for geometric, {tolerance: 0.02, check_every: 5} for
+    recovered, {steps: [5, 10, 25, 80]} for split (the flat keys recovery.growth, tolerance, check_every
+    and split of older recipes still load)."""
     final_share: float = bounded(0.0, ge=0.0, lt=1.0)
     """With total_steps: the share of the whole budget kept for the last iteration (the final polish),
     the rest allocated over the cuts; min_share x (iterations - 1) + final_share must stay below 1."""
-    split: list[int] | None = None
-    """allocation: split only: optimizer steps per iteration, e.g. [5, 10, 25, 80]; one per iteration,
-    summing to total_steps."""
     min_share: float = bounded(0.0, ge=0.0, lt=1.0)
     """With total_steps: the least share of the whole budget any iteration gets (e.g. 0.1), so middle cuts
     are not starved by the larger damage still to come; iterations x min_share must stay below 1."""
     config: dict = field(default_factory=dict)
     """The method's own config (max_steps, learning_rate, ...; `prunetune ls -v` lists the keys)."""
+
+    def __post_init__(self):
+        from prunetune.loop.allocations import ALLOCATIONS, options_dict
+
+        try:
+            ALLOCATIONS.entry(self.allocation)
+        except UserError as e:
+            raise UserError(f"recovery.allocation: {e}") from None
+        self.allocation_options = options_dict(self.allocation, self.allocation_options)
+
+    def allocator(self):
+        """The allocation this section names, built with its options (loop/allocations/)."""
+        from prunetune.loop.allocations import build_allocation
+
+        return build_allocation(self.allocation, self.allocation_options)
+
+    @staticmethod
+    def upgrade_keys(data: dict, path: str) -> dict:
+        """Recipes before allocations were registered wrote their options flat in this section: each
+        moves into allocation_options when it belongs to the chosen allocation; one that belongs to
+        another is dropped at its default (older versions saved them all), an error otherwise."""
+        from prunetune.config import coerce_field, parse_scalar
+        from prunetune.loop.allocations import ALLOCATIONS
+
+        name = str(data.get("allocation") or "damage").strip()
+        for key, (owner, option) in FLAT_ALLOCATION_KEYS.items():
+            if key not in data:
+                continue
+            raw, full = data.pop(key), f"{path}.{key}" if path else key
+            cls = ALLOCATIONS.entry(owner).options
+            value = None if raw is None else coerce_field(cls, option, raw, full)
+            if name != owner:
+                if value is None or value == cls.__dataclass_fields__[option].default:
+                    continue
+                if key == "split":
+                    raise UserError("recovery.split and recovery.allocation: split go together")
+                raise UserError(f"{full} is an option of recovery.allocation: {owner}, not of {name}")
+            options = data.get("allocation_options") or {}
+            options = dict(parse_scalar(options) or {} if isinstance(options, str) else options)
+            if option in options:
+                raise UserError(f"{full}: also given as {path}.allocation_options.{option}; keep one")
+            data["allocation_options"] = {**options, option: value}
+        return data
+
+
+FLAT_ALLOCATION_KEYS = {"growth": ("geometric", "growth"), "tolerance": ("recovered", "tolerance"),
+                         "check_every": ("recovered", "check_every"), "split": ("split", "steps")}
+"""The one place that knows the flat keys of older recipes: recovery.<key> -> (allocation, option)."""
 
 
 @dataclass

@@ -66,6 +66,21 @@ class LoopState:
     """Recovery records taken so far from the data source (the next iteration's chunk starts there)."""
 
 
+@dataclass
+class Resumed:
+    """The last accepted iteration, as a resumed run continues from it."""
+
+    state: LoopState
+    model: object
+    tokenizer: object
+    history: list
+    """The cumulative plan history saved with its checkpoint."""
+    optimizer_state: dict | None
+    """The carried AdamW moments (None: none were saved)."""
+    metrics: dict
+    """Its evaluation (what the gate's `previous` compares against)."""
+
+
 class RunDir:
     def __init__(self, out: str | Path, recipe_text: str, *, restart: bool = False):
         self.out = Path(out)
@@ -150,8 +165,8 @@ class RunDir:
     def iteration_dirs(self) -> list[Path]:
         return sorted(p for p in self.out.glob("iteration_[0-9][0-9]") if (p / STATE_FILE).is_file())
 
-    def resume(self, dtype, chunk_size: int = 0) -> tuple[LoopState, object, object, list, dict | None, dict] | None:
-        """(state, model, tokenizer, history, optimizer state, last metrics) of the last accepted iteration.
+    def resume(self, dtype, chunk_size: int = 0) -> Resumed | None:
+        """The last accepted iteration (None: there is none yet).
 
         `chunk_size`: records per iteration of runs saved before the state counted records (fixed chunks).
         """
@@ -165,7 +180,7 @@ class RunDir:
         model, tok = load_model(last, dtype)
         opt = _load_optimizer_state(last / OPTIMIZER_FILE) if (last / OPTIMIZER_FILE).is_file() else None
         metrics = json.loads((last / EVAL_FILE).read_text())["metrics"]
-        return state, model, tok, read_history(last), opt, metrics
+        return Resumed(state, model, tok, read_history(last), opt, metrics)
 
     def restore(self, model_name: str, dtype):
         """(model, tokenizer, optimizer state) of the last accepted iteration, or the input model."""
@@ -212,10 +227,22 @@ class RunDir:
         return [(d, json.loads((d / EVAL_FILE).read_text())["metrics"]) for d in self.iteration_dirs()]
 
     # ---- end ---------------------------------------------------------------------------------
-    def finish(self, summary: dict) -> dict:
-        """Write summary.json and the report, remove the scratch space."""
+    def finish(self, *, model: str, one_shot: bool, baseline: dict, state: LoopState, planned_iterations: int) -> dict:
+        """Build and write summary.json (this is its one writer), write the report, remove the scratch space."""
         from prunetune.loop.report import write_report
 
+        summary = {
+            "model": model,
+            "one_shot": one_shot,
+            "baseline": {k: baseline[k] for k in ("params", "non_embedding_params", "metrics")},
+            "final": None,
+            "completed_iterations": state.completed,
+            "planned_iterations": planned_iterations,
+            "recovery_steps": state.recovery_steps,
+            "tokens": state.tokens,
+            "rollbacks": state.rollbacks,
+            "stopped_reason": state.stopped_reason,
+        }
         done = self.iteration_dirs()
         if done:
             ev = json.loads((done[-1] / EVAL_FILE).read_text())

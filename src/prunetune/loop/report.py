@@ -7,7 +7,6 @@ re-drawn at any time with `prunetune report RUN_DIR`, also for a run that is sti
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from prunetune.errors import UserError

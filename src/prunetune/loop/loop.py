@@ -92,6 +92,7 @@ class Loop:
                 state, model, tok, opt = resumed.state, resumed.model, resumed.tokenizer, resumed.optimizer_state
                 history, last_metrics = resumed.history, resumed.metrics
                 log.info("resuming after iteration %d", state.completed)
+                family.export(rd.out, rd.iteration_dirs()[-1], recipe.export.keeps)  # one a kill interrupted
             else:
                 state, history, opt = LoopState(queue=[s.to_dict() for s in self.steps]), [], None
                 last_metrics = baseline["metrics"]

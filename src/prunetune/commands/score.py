@@ -20,8 +20,8 @@ def run(args) -> int:
     from prunetune.commands.taskflags import (
         build_tasks,
         check_out,
-        predictions_dir,
         print_table,
+        staged_predictions,
         write_results,
     )
     from prunetune.data import load_records
@@ -54,8 +54,9 @@ def run(args) -> int:
         examples.append(ex)
         completions.append(str(rec["completion"]))
     metrics, records = score_completions(task, examples, completions)
-    pred = write_predictions(predictions_dir(args.out), task.name, records)
-    results = [{"task": task.name, "n": len({e.id for e in examples}), "metrics": metrics, "predictions": pred}]
-    print_table(results)
-    write_results(args.out, results)
+    with staged_predictions(args.out) as stage:
+        pred = write_predictions(stage, task.name, records)
+        results = [{"task": task.name, "n": len({e.id for e in examples}), "metrics": metrics, "predictions": pred}]
+        print_table(results)
+        write_results(args.out, results, stage)
     return 0

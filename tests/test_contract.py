@@ -45,6 +45,12 @@ def world(tmp_path_factory):
     (w / "empty.jsonl").write_text("")
     (w / "corrupt.parquet").write_bytes(b"PAR1 not really")
     (w / "fake.gguf").write_bytes(b"GGUF garbage")
+    (w / "notext.jsonl").write_text('{"text": "ok"}\n\n{"body": "no text field"}\n')
+    (w / "number.jsonl").write_text('{"text": "ok"}\n7\n')
+    (w / "deep.yaml").write_text("model: " + "[" * 200 + "]" * 200 + "\n")
+    (w / "bomb.yaml").write_text("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh")))
+    (w / "dup.yaml").write_text("model: reference\niterations: 2\niterations: 3\n")
     (w / "empty.yaml").write_text("")
     (w / "list.yaml").write_text("- 1\n- 2\n")
     (w / "bad.yaml").write_text("model: [1\n")
@@ -327,6 +333,45 @@ CASES = [
     ("score --task arith --completions {w}/completions.jsonl --out {w}/dangling", "symbolic link"),
     ("run smoke output_dir=/proc/prunetune-run", "cannot write in '/proc'"),
     ("import-gguf {w}/fake.gguf --out {w}/dangling", "symbolic link"),
+    # numbers: every one bounded where it is read (typed config and flags alike)
+    ("validate smoke seed=-1", "seed: must be at least 0"),
+    ("validate smoke seed=4294967296", "seed: must be at most 4294967295"),
+    ("validate smoke iterations=1001", "iterations: must be at most 1000"),
+    ("validate smoke iterations=" + "9" * 40, "iterations: must be at most"),
+    ("validate smoke schedule.round_to=" + "1" + "0" * 30, "schedule.round_to"),
+    ("validate smoke recovery.total_steps=" + "9" * 20, "recovery.total_steps"),
+    ("validate smoke recovery.total_steps=9 recovery.allocation=geometric recovery.growth=1e300", "recovery.growth"),
+    ("validate smoke evaluation.batch_size=9223372036854775808", "evaluation.batch_size"),
+    ("validate smoke prune.max_length=99999999999", "prune.max_length"),
+    ("validate smoke recovery.config.seed=-5", "recovery.config.seed"),
+    ("validate smoke schedule.mlp_iterations=[1,99999999999999]", "schedule.mlp_iterations[1]"),
+    ("plan smoke --gpus 99999999999999999999999999999", "--gpus"),
+    ("plan smoke --gpus 8 --gen-speedup inf", "--gen-speedup"),
+    ("plan smoke --gpus 8 --tokens-per-record 1" + "0" * 25, "--tokens-per-record"),
+    ("eval {w}/llama --tasks arith --limit 1" + "0" * 25, "--limit"),
+    ("eval {w}/llama --tasks arith --seed -1", "--seed"),
+    ("eval {w}/llama --tasks arith --batch-size 9223372036854775808", "--batch-size"),
+    ("prune {w}/llama --out {t}/o --mlp-fraction 0.5 --seed 4294967296", "--seed"),
+    ("pick {w}/run --max-params 1" + "0" * 30, "--max-params"),
+    ("reference eval --n 1" + "0" * 30, "--n"),
+    # task options typed per task
+    ("eval {w}/llama --tasks arith --task-option min_steps=abc", "option min_steps: expected an integer"),
+    ("eval {w}/llama --tasks arith --task-option size=0", "option size: must be at least 1"),
+    ("eval {w}/llama --tasks arith --task-option max_number=-4", "option max_number: must be at least 1"),
+    ("eval {w}/llama --tasks humaneval --task-option chat=maybe", "option chat: expected true or false"),
+    ("eval {w}/llama --tasks humaneval --task-option workers=0", "option workers"),
+    ("validate smoke evaluation.task_options.arith.size=-1", "option size"),
+    # records of the wrong shape, named file:line
+    ("prune {w}/llama --out {t}/o --mlp-fraction 0.5 --calibration {w}/notext.jsonl", "notext.jsonl:3: no field 'text'"),
+    ("prune {w}/llama --out {t}/o --mlp-fraction 0.5 --calibration {w}/number.jsonl", "number.jsonl:2"),
+    ("recover {w}/llama --out {t}/o --method cpt --data {w}/number.jsonl", "number.jsonl:2"),
+    ("eval {w}/llama --tasks perplexity --data {w}/notext.jsonl", "notext.jsonl:3: no field 'text'"),
+    # user text is no format string; recipes are small files
+    ("recover {w}/llama --out {t}/o --method cpt --data arith template=Q:{{", "template: Single"),
+    ("recover {w}/llama --out {t}/o --method cpt --data arith template={{0}}", "is not a record field name"),
+    ("validate {w}/deep.yaml", "nested too deeply"),
+    ("validate {w}/bomb.yaml", "expands to more than"),
+    ("validate {w}/dup.yaml", "key 'iterations' is given twice"),
     # report, reference, demo, ls
     ("report {w}/nope", "not a prunetune run"),
     ("report {w}/notrun", "not a prunetune run"),

@@ -32,17 +32,17 @@ from prunetune.recovery.trainer import (
 class GRPORecoveryConfig(CommonConfig):
     learning_rate: float = bounded(1e-6, gt=0.0)
     """Peak AdamW learning rate (the paper's 1e-6)."""
-    per_device_train_batch_size: int = bounded(8, ge=1)
+    per_device_train_batch_size: int = bounded(8, ge=1, le=65536)
     """Completions per device per micro-batch (a multiple of num_generations overall)."""
     max_steps: int | None = bounded(None, ge=1)
     """Optimizer steps; default one pass over the prompts."""
-    num_generations: int = bounded(8, ge=2)
+    num_generations: int = bounded(8, ge=2, le=1024)
     """Samples per prompt (the paper's 8)."""
     temperature: float = bounded(1.0, gt=0.0)
     """Sampling temperature (the paper's 1.0)."""
     top_p: float = bounded(1.0, gt=0.0, le=1.0)
     """Nucleus sampling."""
-    max_completion_length: int = bounded(64, ge=1)
+    max_completion_length: int = bounded(64, ge=1, le=1_048_576)
     """New tokens per completion (small for CPU)."""
     beta: float = bounded(0.0, ge=0.0)
     """KL coefficient to the reference model (the paper's 0.01; trl's default 0 needs no reference copy)."""

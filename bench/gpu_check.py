@@ -72,7 +72,8 @@ COMMON = ["iterations=2", "prune.calibration=arith", "prune.general=arith", "eva
 GRPO = ["recovery.reward_task=arith", "recovery.reward_task_options=null", "recovery.config.max_steps=2",
         "recovery.config.max_completion_length=64", "evaluation.limit=64", "evaluation.max_new_tokens=64",
         # one GPU: FSDP refuses Qwen2.5-1.5B's tied embeddings, and cpu_offload needs a sharding
-        "recovery.config.sharding=none", "recovery.config.cpu_offload=false"]
+        "recovery.config.sharding=none", "recovery.config.cpu_offload=false",
+        "schedule.tensor_parallel=1"]  # the 7B recipe's 4 does not divide the 1.5B's 2 KV heads
 CPT = ["recovery.data=arith", "recovery.config.max_steps=3", "recovery.config.sharding=fsdp",
        "evaluation.limit=32", "evaluation.max_new_tokens=64"]
 DRY = {  # --dry-run on top: CPU-sized

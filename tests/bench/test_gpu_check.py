@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bench import gpu_check
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "gpu_check.py"
 
@@ -57,3 +59,20 @@ def test_a_budget_too_short_skips_every_phase_with_a_note_and_still_writes(tmp_p
         assert phases[0]["phase"] == "build" and phases[0]["status"].startswith("skipped: 0 s left of the budget")
         assert all(p["status"].startswith("skipped") for p in phases)
     assert "skipped: 0 s left" in md
+
+
+def test_the_gpu_runs_recipes_validate_and_plan_on_the_real_shapes(tmp_path):
+    """What the device run loads before any model is built: both paper recipes with the check's overrides,
+    on the real shapes, validated and priced by the planner (a bad override would cost device time)."""
+    for recipe, shape, overrides in (("paper-qwen2.5-7b-grpo", "qwen2.5-1.5b", [*gpu_check.COMMON, *gpu_check.GRPO]),
+                                     ("paper-llama3-8b-cpt", "llama-3-8b", [*gpu_check.COMMON, *gpu_check.CPT])):
+        path = tmp_path / f"{shape}.json"
+        path.write_text(json.dumps(gpu_check.SHAPES[shape]))
+        r, steps, shapes = gpu_check.load(recipe, overrides, path)
+        assert len(steps) == 2 and shapes[0].intermediate_size == gpu_check.SHAPES[shape]["intermediate_size"]
+        assert shapes[2].intermediate_size == shapes[0].intermediate_size - 2000  # the paper's 1000 per iteration
+        plan = gpu_check.planned(r, shapes, "h200")
+        its = plan["iterations"]
+        assert its["1"]["train_tokens"] > 0 and its["1"]["train_s"] > 0 and not plan["warnings"]
+        assert 0 < its["1"]["memory_gb"] < 141 and its["dense"]["eval_s"] > 0
+        assert (its["1"]["rollout_s"] > 0) == (recipe.endswith("grpo"))

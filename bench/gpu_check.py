@@ -376,7 +376,7 @@ class Pipeline:
         def go():
             save_checkpoint(self.model, self.tok, path, replace=True)
             size = dir_bytes(path)
-            return {"bytes": size, "path": str(path)}
+            return {"bytes": size}
 
         ok, rec = self.phase("checkpoint_save", iteration, go)
         if ok:
@@ -724,7 +724,7 @@ def comparison(res: dict) -> list[list[str]]:
                 if m is None or p is None or (what == "seconds" and ph["phase"].startswith("rollout")):
                     continue
                 rows.append([key, ph["phase"], _fmt(ph["iteration"]), what, _fmt(m), _fmt(p),
-                             f"{m / p:.2f}" if p else "", pl.get("note", "")])
+                             f"{m / p:.3g}" if p else "", pl.get("note", "")])
     return rows
 
 

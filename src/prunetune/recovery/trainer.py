@@ -391,8 +391,13 @@ def fit(
     carry = not use_lora and cfg.sharding not in sharding.ZERO  # ZeRO's moments are not per parameter
     state = export_optimizer_state(train_model, optimizer.made) if carry else None
     held = sharding.rank_bytes(train_model, optimizer.made)
-    if shell is not None:
+    gather_s = None
+    if shell is not None:  # timed: the cost planner does not model it (bench/gpu_check.py reports it)
+        t0 = time.perf_counter()
         train_model = sharding.gather_model(trainer.model, shell, args.device)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        gather_s = round(time.perf_counter() - t0, 3)
     out = lora_lib.merge(train_model) if use_lora else train_model
     out.eval()
     tokens = int(trainer.state.num_input_tokens_seen or (cb.metrics[-1]["tokens"] if cb.metrics else 0))
@@ -403,5 +408,5 @@ def fit(
         steps=int(trainer.state.global_step),
         optimizer_state=state,
         info={"optimizer_state_skipped": optimizer.skipped, "world_size": args.world_size,
-              "max_steps": args.max_steps, "rank_bytes": held},
+              "max_steps": args.max_steps, "rank_bytes": held, "gather_s": gather_s},
     )

@@ -14,7 +14,7 @@ from prunetune.loop.allocations.base import ALLOCATIONS, Budget, Context, StopAt
 
 @dataclass
 class GeometricOptions:
-    growth: float = bounded(3.0, gt=0.0)
+    growth: float = bounded(3.0, gt=0.0, le=100.0)
     """The steps of each iteration over the one before's (1 = equal shares; 3 over 4 cuts of 120 gives 3/9/27/81;
     bench/results/gradual_vs_oneshot_sft_keep0.35_seeds8.md compares the factors)."""
 

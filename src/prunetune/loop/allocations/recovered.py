@@ -16,7 +16,7 @@ from prunetune.loop.allocations.base import ALLOCATIONS, LOSS, Budget, Context, 
 
 @dataclass
 class RecoveredOptions:
-    tolerance: float = bounded(0.0, ge=0.0)
+    tolerance: float = bounded(0.0, ge=0.0, le=1000.0)
     """Nats per token above the pre-cut held-out loss that count as recovered."""
     check_every: int = bounded(5, ge=1)
     """Optimizer steps between held-out loss checks."""

@@ -25,7 +25,7 @@ def test_the_cuts_steps_sum_to_the_total_and_each_keeps_its_probe(power, ratio):
         out.append(decide(curve, left=left, n_future=3 - i, probe=4, ratio=ratio))
         left -= out[-1]
     assert sum(out) == 120 and min(out) >= 4
-    assert out[-1] > sum(out[:-1])  # the last cut cannot be topped up later: it gets the most
+    assert out[-1] == max(out)  # the last cut cannot be topped up later: it gets the most
 
 
 def test_more_damage_to_come_keeps_more_back_for_it():

@@ -5,11 +5,14 @@ A cut's probe is the first `probe` optimizer steps of its recovery, with the mea
 on answer tokens, or KL to the dense model: pruning/damage.py) read after every step. The fit is
 L(D) = floor + scale * (D + 1) ** -power (a power law in the steps D, finite at D = 0, the value right
 after the cut). The last cut cannot be topped up later, so every step this cut keeps is one the last cut
-does not get: the cut trains while the next step's predicted gain, -L'(D), is larger than the average
-gain per step that the steps left would buy the last cut. The last cut is predicted by this cut's curve
-scaled by `ratio` (the damage still to come over this cut's damage, both measured); the middle cuts still
-to come are assumed to take what this one does. The decision is revisited at every cut (each has its own
-probe), and the last cut trains all that is left.
+does not get, and what a step here gains does not all reach the end: it lowers where the last cut's
+recovery starts, and that recovery, falling as (S + 1)^-b over its S steps, keeps only (S + 1)^-b of it.
+So the cut trains while its next step's predicted gain, -L'(D), times (S + 1)^-b, is larger than the
+gain of the last cut's last step, -L_last'(S): the step goes where the predicted gain at the end is
+largest. The last cut is predicted by this cut's curve scaled by `ratio` (the damage still to come over
+this cut's damage, both measured); the middle cuts still to come are assumed to take what this one
+does. The decision is revisited at every cut (each has its own probe), and the last cut trains all that
+is left.
 
 The power law is fitted by least squares over a grid of powers (closed form for floor and scale at each):
 three parameters from a handful of points, so a general optimiser (scipy.optimize.curve_fit) adds a
@@ -47,7 +50,8 @@ class Curve:
 
 
 def fit_curve(steps: list[float], values: list[float]) -> Curve:
-    """Least-squares L(D) = floor + scale * (D + 1)^-power through (steps, values), scale >= 0."""
+    """Least-squares L(D) = floor + scale * (D + 1)^-power through (steps, values), scale >= 0 and
+    floor >= 0 (a probe that is still falling straight would otherwise extrapolate below zero)."""
     d = np.asarray(steps, dtype=float)
     y = np.asarray(values, dtype=float)
     if len(d) < 2:
@@ -61,9 +65,11 @@ def fit_curve(steps: list[float], values: list[float]) -> Curve:
         if var <= 0:
             continue
         a = float((xc * yc).sum()) / var
+        floor = float(y.mean() - a * x.mean())
+        if floor < 0:  # every measure is a loss or a KL: it cannot settle below zero
+            floor, a = 0.0, float((x * y).sum()) / float((x * x).sum())
         if a <= 0:
             continue
-        floor = float(y.mean() - a * x.mean())
         err = float(((y - floor - a * x) ** 2).sum())
         if err < best_err - 1e-15:
             best, best_err = Curve(floor, a, float(b)), err
@@ -84,8 +90,8 @@ def decide(curve: Curve, *, left: int, n_future: int, probe: int, ratio: float =
         rest = left - steps * n_future  # the middle cuts to come take what this one does; the last the rest
         if rest < 1:
             return max(probe, steps - 1)
-        average = (last.at(0) - last.at(rest)) / rest
-        if curve.gain(steps) <= average:
+        reaches_the_end = curve.gain(steps) * (rest + 1.0) ** -last.power
+        if reaches_the_end <= last.gain(rest):
             return steps
     return most
 

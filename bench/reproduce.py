@@ -264,6 +264,8 @@ SCHEDULES |= {
                              [*_WSD, "recovery.allocation=split", "recovery.split=[12, 24, 36, 48]"]),
     "gradual_4_geometric3_wsd": ("gradual_4", "geometric x3, one WSD", 4,
                                  [*_WSD, "recovery.allocation=geometric", "recovery.growth=3"]),
+    # the control: one-shot's single recovery under the same WSD (its default is a warm-up + cosine)
+    "one_shot_wsd": ("one_shot", "one WSD", 4, ["one_shot=true", *_WSD]),
 }
 # the predicting allocation (loop/probe.py): each cut's first 4 steps a probe of the held-out loss, the
 # cut's steps decided from the fitted curve, the last cut what is left

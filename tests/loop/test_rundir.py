@@ -214,3 +214,54 @@ def test_a_kill_during_the_family_export_is_finished_on_resume(tmp_path):
     AutoModelForCausalLM.from_pretrained(member)
     assert json.loads((member / "state" / "eval.json").read_text())["keep"] == 0.9
     assert [m["keep"] for m in json.loads((out / "summary.json").read_text())["family"]] == [0.9]
+
+
+def test_a_full_disk_during_a_run_is_one_line_and_the_run_resumes(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import prunetune.loop.rundir as rundir
+
+    out, real = tmp_path / "run", rundir.save_checkpoint
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[2]))
+
+    monkeypatch.setattr(rundir, "save_checkpoint", full)
+    assert run_cli("run", "smoke", f"output_dir={out}", *FAST, "iterations=1", "--no-progress") == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"cannot write '{out / 'iteration_01'}': No space left on device" in errors[0]
+    assert (out / "baseline" / "eval.json").is_file()  # earlier results untouched
+    assert not [p.name for p in out.iterdir() if p.name.startswith("iteration_") or ".tmp-" in p.name]
+    monkeypatch.setattr(rundir, "save_checkpoint", real)
+    assert run_cli("run", "smoke", f"output_dir={out}", *FAST, "iterations=1", "--no-progress") == 0
+    assert (out / "iteration_01" / "model.safetensors").is_file()
+
+
+def test_recover_works_beside_its_output_not_in_the_system_temp_dir(tmp_path, monkeypatch, capsys):
+    import prunetune.recovery as recovery
+
+    seen = []
+
+    def fake(model, tok, method, records, overrides, *, work_dir, **kw):
+        seen.append(Path(work_dir))
+        assert Path(work_dir).is_dir()
+        raise UserError("stop here")
+
+    monkeypatch.setattr(recovery, "recover", fake)
+    assert run_cli("recover", "tiny-random-llama", "--out", tmp_path / "o", "--method", "cpt", "--data", "arith") == 2
+    assert seen and seen[0].parent == tmp_path and seen[0].name.startswith(".o.tmp-")
+    assert list(tmp_path.iterdir()) == []  # removed when the command ended
+
+
+@pytest.mark.slow
+def test_a_kill_during_a_prune_save_leaves_debris_the_next_prune_removes(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PRUNETUNE_CRASH_AT="atomic:o")
+    cmd = [sys.executable, "-m", "prunetune", "prune", "tiny-random-llama", "--out", str(tmp_path / "o"),
+           "--mlp-fraction", "0.25", "--calibration-samples", "4"]
+    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [p.name[:7] for p in tmp_path.iterdir()] == [".o.tmp-"] and not (tmp_path / "o").exists()
+    env.pop("PRUNETUNE_CRASH_AT")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]

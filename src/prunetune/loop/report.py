@@ -191,6 +191,10 @@ def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.jsonl").is_file() and not (run_dir / "baseline").is_dir():
         raise UserError(f"'{run_dir}' is not a prunetune run directory (no metrics.jsonl)")
+    from prunetune.io import check_output_path
+
+    for name in ("report.md", "report.html"):  # before any plot is drawn
+        check_output_path(run_dir / name, "report", may_exist=True, kind="file")
     run = _load_run(run_dir)
     if not run["baseline"]:
         raise UserError(f"'{run_dir}' has no baseline evaluation yet")

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from prunetune.io import (
     atomic_write_json,
     atomic_write_text,
     clean_stale_temps,
+    crash_point,
     read_json,
     read_jsonl,
     shape_problem,
@@ -99,6 +99,7 @@ class RunDir:
                         f"output_dir '{self.out}' holds a run of a different recipe (differs at "
                         f"'{_first_difference(old, new)}'); use another output_dir or --restart"
                     )
+                self.check_files()
         dist.barrier()
         if dist.is_main():
             self.out.mkdir(parents=True, exist_ok=True)
@@ -116,6 +117,16 @@ class RunDir:
             atomic_write_text(saved, self.recipe_text)
             _log_to(self.out / "log.txt")
         dist.barrier()
+
+    def check_files(self) -> None:
+        """Read what a resume will read (baseline, metrics, the last iteration's state and evaluation) before
+        anything is written, so a corrupt or hand-edited file is one line naming it, not a traceback later."""
+        read_baseline(self.out)
+        read_metrics(self.out)
+        done = self.iteration_dirs()
+        if done:
+            read_state(done[-1])
+            read_eval(done[-1])
 
     def work(self, name: str, *, clear: bool = False) -> Path:
         """A scratch directory under .work/ (removed when the run finishes); `clear` empties it first."""
@@ -455,12 +466,6 @@ def _load_optimizer_state(path: Path) -> dict:
         name, k = key.rsplit("::", 1)
         out.setdefault(name, {})[k] = v
     return out
-
-
-def crash_point(name: str) -> None:
-    """Fault injection for the resume tests: PRUNETUNE_CRASH_AT=recover:2 kills the process there (SIGKILL)."""
-    if os.environ.get("PRUNETUNE_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _log_to(path: Path) -> None:

@@ -347,6 +347,8 @@ CASES = [
     ("validate smoke schedule.mlp_iterations=[1,99999999999999]", "schedule.mlp_iterations[1]"),
     ("plan smoke --gpus 99999999999999999999999999999", "--gpus"),
     ("plan smoke --gpus 8 --gen-speedup inf", "--gen-speedup"),
+    ("plan smoke --gpus 8 iterations=0", "iterations: must be at least 1"),
+    ("validate smoke --bogus iterations=2", "unrecognized arguments: --bogus"),
     ("plan smoke --gpus 8 --tokens-per-record 1" + "0" * 25, "--tokens-per-record"),
     ("eval {w}/llama --tasks arith --limit 1" + "0" * 25, "--limit"),
     ("eval {w}/llama --tasks arith --seed -1", "--seed"),

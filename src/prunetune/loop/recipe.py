@@ -129,12 +129,20 @@ class RecoveryConfig:
     """The run's whole recovery budget in optimizer steps, allocated per iteration by `allocation`; the
     last iteration gets what is left. config.max_steps / chunk_size then only say how many records a step
     takes (chunk_size / max_steps). One-shot spends it in its one recovery."""
-    allocation: Literal["damage", "equal", "split", "recovered", "geometric"] = "damage"
+    allocation: Literal["damage", "equal", "split", "recovered", "geometric", "probe"] = "damage"
     """With total_steps: in proportion to each cut's measured damage (held-out loss rise) | equal shares |
     split (the steps `split` names, by hand) | recovered (each cut trains until its held-out loss is back
     within `tolerance` of the pre-cut loss, checked every `check_every` steps, capped by what the later
     cuts and final_share need; the last cut gets what is left) | geometric (each iteration `growth` times
-    the steps of the one before: back-loaded, the last cut about two thirds, for any total)."""
+    the steps of the one before: back-loaded, the last cut about two thirds, for any total) | probe (each cut's
+first `probe_steps` steps are a probe: the fall of `probe_measure` is fitted and the cut trains while a step
+there is predicted to gain more at the end than the last cut's last step; the last gets what is left;
+needs global_schedule, loop/probe.py)."""
+    probe_steps: int = bounded(4, ge=2)
+    """allocation: probe only: optimizer steps of each cut's probe (part of the budget; the fit needs 2+)."""
+    probe_measure: Literal["held_out", "answer", "kl"] = "held_out"
+    """allocation: probe only: the measure fitted: held-out loss on worked solutions | loss on the final
+    answer's tokens | KL to the dense model on its own greedy generations (pruning/damage.py)."""
     growth: float = bounded(3.0, gt=0.0, le=100.0)
     """allocation: geometric only: steps of each iteration over the one before's (1 = equal shares; 3 gives
     4 cuts 3/9/27/81 of 120 and beat one-shot at 34% kept, 2.5 (5/12/29/74) did not)."""

@@ -38,8 +38,8 @@ def run(args) -> int:
     from prunetune.commands.taskflags import (
         build_tasks,
         check_out,
-        predictions_dir,
         print_table,
+        staged_predictions,
         write_results,
     )
     from prunetune.errors import UserError
@@ -70,10 +70,18 @@ def run(args) -> int:
     examples = [t.examples(split=args.split, limit=args.limit, seed=args.seed) for t in tasks]
 
     from prunetune.checkpoint import load_model
-    from prunetune.tasks.evaluate import evaluate
 
     model, tok = load_model(args.model, args.dtype)
-    pred_dir = predictions_dir(args.out)
+    with staged_predictions(args.out) as pred_dir:
+        results = _evaluate(args, model, tok, tasks, examples, lm_names, pred_dir, model_dir)
+        print_table(results)
+        write_results(args.out, results, pred_dir)
+    return 0
+
+
+def _evaluate(args, model, tok, tasks, examples, lm_names, pred_dir, model_dir) -> list[dict]:
+    from prunetune.tasks.evaluate import evaluate
+
     results = []
     for task, exs in zip(tasks, examples):
         results.append(
@@ -109,6 +117,4 @@ def run(args) -> int:
             num_fewshot=args.num_fewshot,
             seed=args.seed,
         )
-    print_table(results)
-    write_results(args.out, results)
-    return 0
+    return results

@@ -46,6 +46,10 @@ def options_of(entry) -> list[tuple[str, str, str]]:
         return describe(entry.options)
     if not isinstance(entry.obj, type):  # a function's parameters are its calling convention, not options
         return []
+    from prunetune.tasks import TASKS, task_options
+
+    if entry.name in TASKS and TASKS.get(entry.name) is entry.obj:  # typed and bounded like config keys
+        return [(n, repr(d), _type_text(tp, bounds)) for n, tp, d, bounds in task_options(entry.obj)]
     try:
         params = inspect.signature(entry.obj).parameters.values()
     except (TypeError, ValueError):
@@ -55,6 +59,13 @@ def options_of(entry) -> list[tuple[str, str, str]]:
         for p in params
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
     ]
+
+
+def _type_text(tp, bounds: dict) -> str:
+    words = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    limits = ", ".join(f"{words[k]} {v}" for k, v in bounds.items()) if name in ("int", "float") or "int" in name else ""
+    return f"{name}{f' ({limits})' if limits else ''}"
 
 
 def recipe_keys() -> list[tuple[str, str, str]]:

@@ -29,6 +29,8 @@ def _cost_flags(args):
 
     if args.gpus is None and args.gpu is None:
         return None
+    if args.gpu is not None and not args.gpu.strip():
+        raise UserError("--gpu: the GPU name is empty (a100 | h100 | h200)")
     gpus = 1 if args.gpus is None else args.gpus
     if gpus < 1:
         raise UserError(f"--gpus must be at least 1, got {gpus}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 from prunetune.errors import UserError
@@ -77,14 +80,52 @@ def build_tasks(names: list[str], args) -> list:
 
 
 def check_out(out: str | None) -> None:
+    """--out and the predictions directory derived from it, both checked before any work."""
     from prunetune.io import check_output_path
 
     if out:
         check_output_path(out, "--out")
+        check_output_path(predictions_dir(out), "--out (its predictions directory)")
 
 
 def predictions_dir(out: str | None) -> Path | None:
     return Path(out).with_suffix("").with_name(Path(out).stem + ".predictions") if out else None
+
+
+@contextlib.contextmanager
+def staged_predictions(out: str | None):
+    """A staging directory for the predictions of `--out` (None without one), removed if the work fails;
+    a killed command's staging is removed by the next one writing that --out."""
+    from prunetune.io import clean_stale_temps, staging_path
+
+    final = predictions_dir(out)
+    if final is None:
+        yield None
+        return
+    clean_stale_temps(final.parent, final.name)
+    stage = staging_path(final)
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_results(out: str | None, results: list[dict], stage: Path | None = None) -> None:
+    """The results JSON at --out, the staged predictions moved beside it first (their paths rewritten)."""
+    from prunetune.io import atomic_write_text, write_error
+
+    if not out:
+        return
+    final = predictions_dir(out)
+    try:
+        if stage is not None and stage.exists():
+            os.rename(stage, final)
+            for r in results:
+                if r.get("predictions"):
+                    r["predictions"] = str(final / Path(r["predictions"]).name)
+        atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+    except OSError as e:
+        raise write_error(e, out) from None
 
 
 def print_table(results: list[dict]) -> None:
@@ -101,8 +142,3 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def write_results(out: str | None, results: list[dict]) -> None:
-    from prunetune.io import atomic_write_text
-
-    if out:
-        atomic_write_text(out, json.dumps(results, indent=2) + "\n")

@@ -43,6 +43,8 @@ class Loop:
         self.final_width = final_mlp_width(recipe, self.dense_shape) if recipe.target.keep is not None else None
         self._held_out_batches, self._damage, self._rest, self._measured = None, None, None, None
         self._before, self._stop_at = None, None  # pre-cut held-out loss; where `recovered` stops training
+        self._probe, self._after = None, None  # allocation: probe: this cut's probe; its held-out loss after the cut
+        self._answer_batches, self._reference = None, None  # the answer-token and KL measures' inputs, built once
 
     def run(self) -> dict:
         recipe = self.recipe
@@ -57,6 +59,7 @@ class Loop:
             if resumed:
                 state, model, tok, history, opt, last_metrics = resumed
                 log.info("resuming after iteration %d", state.completed)
+                family.export(rd.out, rd.iteration_dirs()[-1], recipe.export.keeps)  # one a kill interrupted
             else:
                 state, history, opt = LoopState(queue=[s.to_dict() for s in self.steps]), [], None
                 last_metrics = baseline["metrics"]
@@ -185,8 +188,8 @@ class Loop:
         plan.meta["iteration"] = iteration
         dist.check_same_model(model, f"pruning in iteration {iteration}")
         after = held_out_loss(model, self._held_out(tok)) if before is not None else None
-        self._damage, self._before = (after - before if before is not None else None), before
-        allocates = self.recipe.recovery.total_steps and self.recipe.recovery.allocation == "damage"
+        self._damage, self._before, self._after = (after - before if before is not None else None), before, after
+        allocates = self.recipe.recovery.total_steps and self.recipe.recovery.allocation in ("damage", "probe")
         self._rest = self._rest_damage(model, batches, general, after) if after is not None and allocates else None
         counts = count_params(model)
         self.rundir.metric({"event": "prune", "iteration": iteration, **shape_fields(model), **counts,
@@ -206,7 +209,7 @@ class Loop:
         r, rd = self.recipe.recovery, self.rundir
         if r.method == "none":
             return model, optimizer_state, 0, None
-        cfg, size = self._budget(model, state, iteration)
+        cfg, size = self._budget(model, state, iteration, tok)
         seed = self.recipe.seed
         reward_funcs = None
         if r.method == "grpo":
@@ -236,13 +239,26 @@ class Loop:
         dist.check_same_model(res.model, f"recovery in iteration {iteration}")
         rd.metric({"event": "recovery_done", "iteration": iteration, "steps": res.steps, "tokens": res.tokens_seen,
                    "world_size": res.info.get("world_size", 1)})
+        if self._probe is not None:
+            rd.metric({"event": "budget", "iteration": iteration, "steps": res.steps, "measure": r.probe_measure,
+                       **self._probe.record()})
+            self._probe = None
         crash_point(f"recover:{iteration}")
         return res.model, (res.optimizer_state if r.carry_optimizer else None), res.steps, None
 
     def _until(self, tok, iteration: int):
-        """allocation: recovered: stop this cut's recovery once the held-out loss is back at `_stop_at`."""
+        """allocation: recovered: stop this cut's recovery once the held-out loss is back at `_stop_at`;
+        allocation: probe: the cut's probe decides where it stops (loop/probe.py)."""
         from prunetune.recovery import StopWhen
 
+        if self._probe is not None:
+            probe = self._probe
+
+            def probed(model, step: int) -> bool:
+                crash_point(f"probe:{iteration}")
+                return probe.check(model, step)
+
+            return StopWhen(probed, 1)
         if self._stop_at is None:
             return None
         target, batches = self._stop_at, self._held_out(tok)
@@ -255,7 +271,7 @@ class Loop:
 
         return StopWhen(recovered, self.recipe.recovery.check_every)
 
-    def _budget(self, model, state: LoopState, iteration: int):
+    def _budget(self, model, state: LoopState, iteration: int, tok=None):
         """(the tuner's config with this iteration's steps, records to take): the per-iteration budget, the
         whole budget for one-shot, or with recovery.total_steps a share of what is left (loop/budget.py)."""
         from prunetune.recovery import resolve_config
@@ -279,12 +295,50 @@ class Loop:
             r.min_share, r.final_share, r.growth)
         until = r.allocation == "recovered" and n_future > 0 and self._before is not None
         self._stop_at = self._before + r.tolerance if until else None
+        if r.allocation == "probe" and not self.recipe.one_shot:
+            steps = allocate(r.total_steps, state.recovery_steps, 0.0, 0.0, n_future, "recovered")  # the cap
+            self._probe = self._start_probe(model, tok, r, r.total_steps - state.recovery_steps, n_future)
+            size = records_for(steps, r.chunk_size, cfg.max_steps)
+            cfg.max_steps = steps
+            return cfg, size  # the budget line is written once the probe has decided (_recover)
         self.rundir.metric({"event": "budget", "iteration": iteration, "steps": steps, "damage": self._damage,
                             "rest_damage": self._rest, "left_before": r.total_steps - state.recovery_steps,
                             "future_cuts": n_future, "stop_at_loss": self._stop_at})
         size = records_for(steps, r.chunk_size, cfg.max_steps)
         cfg.max_steps = steps
         return cfg, size
+
+    def _start_probe(self, model, tok, r, left: int, n_future: int):
+        """This cut's probe: the measure right after the cut (every measure, for the budget line) and the
+        damage still to come over this cut's damage, which scales the last cut's predicted curve."""
+        from prunetune.loop.probe import ProbeRun, ratio_of
+
+        measures = self._measures(tok)
+        now = {name: fn(model) for name, fn in measures.items()}
+        extra = lambda m: {name: round(fn(m), 5) for name, fn in measures.items()}  # noqa: E731
+        probe = ProbeRun(measures[r.probe_measure], probe=r.probe_steps, left=left, n_future=n_future,
+                         ratio=ratio_of(self._rest, self._damage), first=now[r.probe_measure], extra=extra,
+                         after_cut={k: round(v, 5) for k, v in now.items()})
+        return probe
+
+    def _measures(self, tok) -> dict:
+        """name -> model -> the damage measure (pruning/damage.py's MEASURES), inputs built once per run."""
+        from prunetune.pruning.damage import held_out_batches, kl_to_reference
+
+        if self._answer_batches is None:
+            from prunetune.data import held_out_pairs
+            from prunetune.pruning.damage import answer_pairs, dense_reference
+
+            p = self.recipe.prune
+            pairs = held_out_pairs(p.calibration, field=p.text_field, limit=self.recipe.schedule.held_out_samples,
+                                   seed=self.recipe.seed)
+            self._answer_batches = held_out_batches(tok, answer_pairs(pairs), max_length=p.max_length)
+            dense, _ = load_model(self.recipe.model, self.recipe.dtype)  # the KL's reference: the dense model
+            self._reference = dense_reference(dense, tok, [q for q, _ in pairs])
+            del dense
+        held_out, answer, ref = self._held_out(tok), self._answer_batches, self._reference
+        return {"held_out": lambda m: held_out_loss(m, held_out), "answer": lambda m: held_out_loss(m, answer),
+                "kl": lambda m: kl_to_reference(m, ref)}
 
     def _grpo_data(self, tok, size: int, seed: int):
         from prunetune.tasks import get_task, grpo_records, reward_function

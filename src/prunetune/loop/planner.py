@@ -309,6 +309,13 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
                                 "(schedule.shape damage decides its own iterations: use allocation: damage)")
             if r.total_steps != sum(r.split):
                 raise UserError(f"recovery.split sums to {sum(r.split)}; recovery.total_steps is {r.total_steps}")
+        if r.allocation == "probe":
+            if r.total_steps is None or not r.global_schedule:
+                raise UserError("recovery.allocation: probe needs recovery.total_steps and recovery.global_schedule: "
+                                "true (a cut's steps are decided after its probe, under one schedule for the run)")
+            if r.probe_steps * recipe.iterations > r.total_steps:
+                raise UserError(f"recovery.probe_steps={r.probe_steps} x iterations={recipe.iterations} is more than "
+                                f"recovery.total_steps={r.total_steps}: the probes are part of the budget")
         if r.allocation == "recovered" and r.total_steps is None:
             raise UserError("recovery.allocation: recovered needs recovery.total_steps (the budget it caps)")
         if r.min_share and r.total_steps is None:

@@ -14,7 +14,7 @@ from typing import Literal
 
 import yaml
 
-from prunetune.config import bounded, build, parse_overrides, read_yaml, to_dict
+from prunetune.config import SEED_MAX, bounded, build, parse_overrides, read_yaml, to_dict
 from prunetune.errors import UserError, did_you_mean
 
 
@@ -33,9 +33,9 @@ class ScheduleConfig:
     """How MLP removal is spread: equal (the paper) | front_loaded (same fraction of what is left each time) |
     cubic | damage (each cut the largest whose measured damage stays under max_damage; `iterations` caps
     the cuts, the last one takes whatever is left)."""
-    max_damage: float = bounded(0.5, gt=0.0)
+    max_damage: float = bounded(0.5, gt=0.0, le=1000.0)
     """shape damage: the largest rise of held-out next-token loss (nats/token) one MLP cut may cause."""
-    held_out_samples: int = bounded(32, ge=1)
+    held_out_samples: int = bounded(32, ge=1, le=100_000)
     """Held-out calibration texts damage is measured on (shape damage, recovery.total_steps)."""
     mlp_iterations: list[int] | None = None
     """1-based iterations in which MLP neurons are cut (default: every iteration)."""
@@ -53,9 +53,9 @@ class ScheduleConfig:
     """MoE with a shared expert: iteration -> shared-expert neurons removed in it."""
     hidden: dict[int, int] = field(default_factory=dict)
     """Iteration -> hidden channels (residual-stream width) removed in it, e.g. {1: 128}."""
-    round_to: int = bounded(1, ge=1)
+    round_to: int = bounded(1, ge=1, le=65536)
     """Every intermediate width along the way is a multiple of this (hardware-friendly shapes)."""
-    tensor_parallel: int = bounded(1, ge=1)
+    tensor_parallel: int = bounded(1, ge=1, le=1024)
     """Heads, KV heads and MLP width must stay divisible by this."""
 
     def __post_init__(self):
@@ -95,9 +95,9 @@ class PruneConfig:
     """General text protected by the ptl scorer (local file), optional."""
     text_field: str = "text"
     """Record field holding the calibration text."""
-    calibration_samples: int = bounded(64, ge=1)
+    calibration_samples: int = bounded(64, ge=1, le=1_000_000)
     """Calibration texts scored per iteration."""
-    max_length: int = bounded(256, ge=2)
+    max_length: int = bounded(256, ge=2, le=1_048_576)
     """Tokens per calibration text."""
 
 
@@ -107,7 +107,7 @@ class RecoveryConfig:
     """cpt | sft | distill | grpo | none (`prunetune ls -v` lists each method's config keys)."""
     data: str = "arith"
     """Training data: a registered text source (built in: arith) or a local file; iteration i takes chunk i."""
-    chunk_size: int = bounded(512, ge=1)
+    chunk_size: int = bounded(512, ge=1, le=100_000_000)
     """Records per iteration's chunk (fresh and disjoint across iterations, as in the paper)."""
     teacher: Literal["dense", "previous"] = "dense"
     """distill only: dense (the original model, every iteration) | previous (the model before this
@@ -125,20 +125,28 @@ class RecoveryConfig:
     """Carry AdamW moments across iterations (sliced with the pruned units) instead of a fresh optimizer."""
     global_schedule: bool = False
     """One learning-rate schedule (single warm-up) across all iterations instead of one per iteration."""
-    total_steps: int | None = bounded(None, ge=1)
+    total_steps: int | None = bounded(None, ge=1, le=1_000_000_000)
     """The run's whole recovery budget in optimizer steps, allocated per iteration by `allocation`; the
     last iteration gets what is left. config.max_steps / chunk_size then only say how many records a step
     takes (chunk_size / max_steps). One-shot spends it in its one recovery."""
-    allocation: Literal["damage", "equal", "split", "recovered", "geometric"] = "damage"
+    allocation: Literal["damage", "equal", "split", "recovered", "geometric", "probe"] = "damage"
     """With total_steps: in proportion to each cut's measured damage (held-out loss rise) | equal shares |
     split (the steps `split` names, by hand) | recovered (each cut trains until its held-out loss is back
     within `tolerance` of the pre-cut loss, checked every `check_every` steps, capped by what the later
     cuts and final_share need; the last cut gets what is left) | geometric (each iteration `growth` times
-    the steps of the one before: back-loaded, the last cut about two thirds, for any total)."""
-    growth: float = bounded(3.0, gt=0.0)
+    the steps of the one before: back-loaded, the last cut about two thirds, for any total) | probe (each cut's
+first `probe_steps` steps are a probe: the fall of `probe_measure` is fitted and the cut trains while a step
+there is predicted to gain more at the end than the last cut's last step; the last gets what is left;
+needs global_schedule, loop/probe.py)."""
+    probe_steps: int = bounded(4, ge=2)
+    """allocation: probe only: optimizer steps of each cut's probe (part of the budget; the fit needs 2+)."""
+    probe_measure: Literal["held_out", "answer", "kl"] = "held_out"
+    """allocation: probe only: the measure fitted: held-out loss on worked solutions | loss on the final
+    answer's tokens | KL to the dense model on its own greedy generations (pruning/damage.py)."""
+    growth: float = bounded(3.0, gt=0.0, le=100.0)
     """allocation: geometric only: steps of each iteration over the one before's (1 = equal shares; 3 gives
     4 cuts 3/9/27/81 of 120 and beat one-shot at 34% kept, 2.5 (5/12/29/74) did not)."""
-    tolerance: float = bounded(0.0, ge=0.0)
+    tolerance: float = bounded(0.0, ge=0.0, le=1000.0)
     """allocation: recovered only: nats per token above the pre-cut held-out loss that count as recovered."""
     check_every: int = bounded(5, ge=1)
     """allocation: recovered only: optimizer steps between held-out loss checks."""
@@ -161,9 +169,9 @@ class EvalConfig:
     """Tasks evaluated after every iteration (the first one is gated unless gate.task says otherwise)."""
     limit: int | None = bounded(200, ge=1)
     """Examples per task."""
-    max_new_tokens: int = bounded(512, ge=1)
+    max_new_tokens: int = bounded(512, ge=1, le=1_048_576)
     """Generation budget per completion."""
-    batch_size: int = bounded(32, ge=1)
+    batch_size: int = bounded(32, ge=1, le=65536)
     """Prompts generated together."""
     after_prune: bool = False
     """Also evaluate right after each cut, before recovery (shows the damage recovery has to undo)."""
@@ -184,7 +192,7 @@ class GateConfig:
     """Task whose accuracy is gated (default: the first evaluation task)."""
     on_violation: Literal["stop", "rollback"] = "rollback"
     """stop | rollback (restore the previous checkpoint and retry with half the step)."""
-    max_retries: int = bounded(3, ge=0)
+    max_retries: int = bounded(3, ge=0, le=100)
     """Rollbacks allowed in a row before the run stops."""
 
 
@@ -200,6 +208,10 @@ class ExportConfig:
         if bad:
             raise UserError(f"export.keeps: every size must be in (0, 1), got {bad[0]}")
         self.keeps = sorted(set(self.keeps), reverse=True)
+        names = [f"{k:.2f}" for k in self.keeps]
+        twice = [n for n in names if names.count(n) > 1]
+        if twice:
+            raise UserError(f"export.keeps: two sizes would both be written as family/keep_{twice[0]}; keep one")
 
 
 @dataclass
@@ -208,9 +220,9 @@ class Recipe:
     """A checkpoint directory, or a built-in model name (`prunetune ls`: reference, tiny-random-<family>)."""
     output_dir: str = "runs/run"
     """Where the run writes its iterations, metrics and report."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
     """Seed for calibration and recovery data, sampling and initialisation."""
-    iterations: int = bounded(4, ge=1)
+    iterations: int = bounded(4, ge=1, le=1000)
     """Prune-recover iterations."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """Weights' dtype while the run works on them."""
@@ -229,6 +241,16 @@ class Recipe:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+
+    def __post_init__(self):
+        low = [k for k in self.export.keeps if self.target.keep is not None and k < self.target.keep - 0.01]
+        if low:
+            raise UserError(f"export.keeps: {low[0]} is below target.keep={self.target.keep}, where the run stops: "
+                            "that member would never be written")
+        total = self.recovery.total_steps
+        if total is not None and not self.one_shot and total < self.iterations:
+            raise UserError(f"recovery.total_steps={total} is fewer than iterations={self.iterations}: "
+                            "some iteration would get no recovery step")
 
     def to_dict(self) -> dict:
         return to_dict(self)

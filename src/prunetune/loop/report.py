@@ -7,29 +7,25 @@ re-drawn at any time with `prunetune report RUN_DIR`, also for a run that is sti
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from prunetune.errors import UserError
-from prunetune.io import atomic_write_text, read_jsonl
+from prunetune.io import COUNT, atomic_write_text, read_json
 from prunetune.table import format_table
 
 
 def _load_run(run: Path) -> dict:
-    metrics = read_jsonl(run / "metrics.jsonl")
-    baseline = (
-        json.loads((run / "baseline" / "eval.json").read_text())
-        if (run / "baseline" / "eval.json").is_file()
-        else None
-    )
+    from prunetune.loop.rundir import EVAL_FIELDS, _redo, read_baseline, read_metrics, read_summary
+
+    metrics = read_metrics(run)
+    baseline = read_baseline(run)
     rows = []
     for d in sorted(run.glob("iteration_[0-9][0-9]")):
         for f in (d / "state" / "eval.json", d / "eval.json"):  # the second: runs before state/ existed
             if f.is_file():
-                rows.append(json.loads(f.read_text()))
+                rows.append(read_json(f, fix=_redo(d), fields={**EVAL_FIELDS, "iteration": COUNT}))
                 break
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    return {"dir": run, "metrics": metrics, "baseline": baseline, "rows": rows, "summary": summary}
+    return {"dir": run, "metrics": metrics, "baseline": baseline, "rows": rows, "summary": read_summary(run)}
 
 
 def _accuracy(metrics: dict, task: str) -> float | None:
@@ -141,6 +137,11 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
     # the last attempt of each iteration is the one kept (a rollback's cut and recovery come before it)
     damage = {m["iteration"]: m.get("damage") for m in run["metrics"] if m.get("event") == "prune"}
     steps = {m["iteration"]: m.get("steps") for m in run["metrics"] if m.get("event") == "recovery_done"}
+    # allocation: probe: each cut's decision (probe steps -> steps decided, the fitted floor of its measure)
+    probes = {m["iteration"]: _probe_cell(m) for m in run["metrics"]
+              if m.get("event") == "budget" and "probe_steps" in m}
+    if probes:
+        head.insert(head.index("steps") + 1, "probe")
     rows = [
         [
             "dense",
@@ -152,6 +153,7 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
             "",
             "",
         ]
+        + ([""] if probes else [])
         + [f"{_accuracy(base['metrics'], t):.3f}" for t in tasks]
     ]
     for r in run["rows"]:
@@ -167,6 +169,7 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
                 "-" if damage.get(r["iteration"]) is None else f"{damage[r['iteration']]:+.3f}",
                 str(steps.get(r["iteration"], "-")),
             ]
+            + ([probes.get(r["iteration"], "-")] if probes else [])
             + [
                 f"{_accuracy(r['metrics'], t):.3f}" if _accuracy(r["metrics"], t) is not None else "-"
                 for t in tasks
@@ -175,11 +178,23 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def _probe_cell(m: dict) -> str:
+    """'4 -> 9, floor 0.412': the probe's steps, the steps the cut trained (the decision; the last cut's
+    is what was left), and the floor the fit predicts for the measure."""
+    curve = m.get("curve") or {}
+    floor = f", floor {curve['floor']:.3f}" if "floor" in curve else ""
+    return f"{m['probe_steps']} -> {m.get('steps', '-')}{floor}"
+
+
 def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -> Path:
     """Write report.md, report.html and PNG plots into the run directory; returns report.md's path."""
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.jsonl").is_file() and not (run_dir / "baseline").is_dir():
         raise UserError(f"'{run_dir}' is not a prunetune run directory (no metrics.jsonl)")
+    from prunetune.io import check_output_path
+
+    for name in ("report.md", "report.html"):  # before any plot is drawn
+        check_output_path(run_dir / name, "report", may_exist=True, kind="file")
     run = _load_run(run_dir)
     if not run["baseline"]:
         raise UserError(f"'{run_dir}' has no baseline evaluation yet")
@@ -190,9 +205,9 @@ def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -
     candidates = [Path(c) for c in (compare or [])]
     recipe_compare = None
     if (run_dir / "recipe.yaml").is_file():
-        import yaml
+        from prunetune.loop.rundir import read_run_yaml
 
-        recipe_compare = (yaml.safe_load((run_dir / "recipe.yaml").read_text()) or {}).get("compare_with")
+        recipe_compare = read_run_yaml(run_dir / "recipe.yaml").get("compare_with")
     if recipe_compare:
         candidates.append(Path(recipe_compare))
     sibling = run_dir.parent / f"{run_dir.name}-oneshot"

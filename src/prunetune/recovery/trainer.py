@@ -18,7 +18,7 @@ import torch
 from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from prunetune.config import bounded
+from prunetune.config import SEED_MAX, bounded
 from prunetune.errors import UserError
 from prunetune.io import append_jsonl
 from prunetune.recovery import lora as lora_lib
@@ -47,15 +47,15 @@ class CommonConfig:
     """Keys every recovery method takes. Defaults follow the paper where it says (cosine, 5% warm-up,
     one pass over the chunk) and are otherwise sized for a CPU."""
 
-    max_steps: int | None = bounded(None, ge=1)
+    max_steps: int | None = bounded(None, ge=1, le=1_000_000_000)
     """Optimizer steps for this call; default one pass over the data (the paper: 1 epoch per chunk)."""
     max_tokens: int | None = bounded(None, ge=1)
     """Token budget instead of max_steps (converted to steps; training stops once reached)."""
     learning_rate: float = bounded(1e-5, gt=0.0)
     """Peak AdamW learning rate (2e-4 by default with lora)."""
-    per_device_train_batch_size: int = bounded(4, ge=1)
+    per_device_train_batch_size: int = bounded(4, ge=1, le=65536)
     """Sequences per device per micro-batch."""
-    gradient_accumulation_steps: int = bounded(1, ge=1)
+    gradient_accumulation_steps: int = bounded(1, ge=1, le=65536)
     """Micro-batches per optimizer step."""
     lr_scheduler_type: Literal["cosine", "linear", "constant", "wsd"] = "cosine"
     """cosine | linear | constant | wsd (warm-up, stable, decay: Adapt-Pruner's schedule; with
@@ -74,7 +74,7 @@ class CommonConfig:
     """AdamW epsilon."""
     max_grad_norm: float = bounded(1.0, ge=0.0)
     """Gradient clipping norm (0 disables)."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
     """Seed for initialisation of LoRA, data order and sampling."""
     logging_steps: int = bounded(1, ge=1)
     """Record metrics every N optimizer steps."""
@@ -108,19 +108,26 @@ class CommonConfig:
 class TextConfig(CommonConfig):
     """Packed blocks of raw text (cpt, distill's text format)."""
 
-    max_length: int = bounded(512, ge=2)
+    max_length: int = bounded(512, ge=2, le=1_048_576)
     """Tokens per packed block."""
     text_field: str = "text"
     """Record field holding the raw text."""
     template: str | None = None
     """A str.format template filled from record fields, e.g. 'Question: {question}\\nAnswer: {answer}'."""
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.template is not None:
+            from prunetune.recovery.examples import template_fields
+
+            template_fields(self.template)
+
 
 @dataclass
 class PairsConfig(CommonConfig):
     """Prompt/completion or chat records with the loss on the completion (sft)."""
 
-    max_length: int = bounded(512, ge=2)
+    max_length: int = bounded(512, ge=2, le=1_048_576)
     """Longest prompt+completion in tokens (longer ones are truncated)."""
     prompt_field: str = "prompt"
     """Record field holding the prompt."""
@@ -384,8 +391,13 @@ def fit(
     carry = not use_lora and cfg.sharding not in sharding.ZERO  # ZeRO's moments are not per parameter
     state = export_optimizer_state(train_model, optimizer.made) if carry else None
     held = sharding.rank_bytes(train_model, optimizer.made)
-    if shell is not None:
+    gather_s = None
+    if shell is not None:  # timed: the cost planner does not model it (bench/gpu_check.py reports it)
+        t0 = time.perf_counter()
         train_model = sharding.gather_model(trainer.model, shell, args.device)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        gather_s = round(time.perf_counter() - t0, 3)
     out = lora_lib.merge(train_model) if use_lora else train_model
     out.eval()
     tokens = int(trainer.state.num_input_tokens_seen or (cb.metrics[-1]["tokens"] if cb.metrics else 0))
@@ -396,5 +408,5 @@ def fit(
         steps=int(trainer.state.global_step),
         optimizer_state=state,
         info={"optimizer_state_skipped": optimizer.skipped, "world_size": args.world_size,
-              "max_steps": args.max_steps, "rank_bytes": held},
+              "max_steps": args.max_steps, "rank_bytes": held, "gather_s": gather_s},
     )

@@ -115,13 +115,13 @@ class MBPP(_SandboxScoring):
         self.stop = ["[DONE]"]
 
     def examples(self, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Example]:
-        from prunetune.data import load_records
+        from prunetune.data import load_records, where
 
         check_limit(limit)
         out = []
         for i, rec in enumerate(load_records(self.data), 1):
             if "text" not in rec or "test_list" not in rec:
-                raise UserError(f"{self.data}: record {i} needs 'text' and 'test_list' fields")
+                raise UserError(f"{where(self.data, i - 1)}: a record needs 'text' and 'test_list' fields")
             tests = "\n".join(rec["test_list"])
             meta = {
                 "setup": rec.get("test_setup_code", ""),

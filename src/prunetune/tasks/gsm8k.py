@@ -35,12 +35,14 @@ class GSM8K:
 
         check_limit(limit)
         out = []
+        from prunetune.data import where
+
         for i, rec in enumerate(load_records(self.data), 1):
             if "question" not in rec or "answer" not in rec:
-                raise UserError(f"{self.data}: record {i} needs 'question' and 'answer' fields")
+                raise UserError(f"{where(self.data, i - 1)}: a record needs 'question' and 'answer' fields")
             target = gsm8k_target(str(rec["answer"]))
             if target is None:
-                raise UserError(f"{self.data}: record {i} has no '#### <number>' in its answer")
+                raise UserError(f"{where(self.data, i - 1)}: no '#### <number>' in its answer")
             ex_id = str(rec.get("id", rec.get("task_id", f"gsm8k-{i - 1}")))
             out.append(Example(ex_id, str(rec["question"]), target, {"solution": str(rec["answer"])}))
             if limit is not None and len(out) >= limit:

@@ -93,18 +93,18 @@ class MathTask:
         self.stop = list(QA_STOP)
 
     def examples(self, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Example]:
-        from prunetune.data import load_records
+        from prunetune.data import load_records, where
 
         check_limit(limit)
         out = []
         for i, rec in enumerate(load_records(self.data), 1):
             if "problem" not in rec:
-                raise UserError(f"{self.data}: record {i} has no 'problem' field")
+                raise UserError(f"{where(self.data, i - 1)}: the record has no 'problem' field")
             target = rec.get("answer")
             if target is None:
                 target = last_boxed(str(rec.get("solution", "")))
             if target is None:
-                raise UserError(f"{self.data}: record {i} has neither 'answer' nor a \\boxed{{}} solution")
+                raise UserError(f"{where(self.data, i - 1)}: the record has neither 'answer' nor a \\boxed{{}} solution")
             ex_id = str(rec.get("unique_id", rec.get("id", f"math-{i - 1}")))
             out.append(
                 Example(ex_id, str(rec["problem"]), str(target), {"solution": rec.get("solution", "")})

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from prunetune.builtin.gguf import resolve_gguf
 from prunetune.builtin.tiny import tiny_config
 from prunetune.checkpoint import save_checkpoint
-from prunetune.export.gguf import export_gguf, find_tools, run_worker, tensor_types
+from prunetune.export.gguf_export import export_gguf, find_tools, run_worker, tensor_types
 from prunetune.pruning.importance import calibration_batches
 from prunetune.pruning.prune import StepSpec, prune_step
 

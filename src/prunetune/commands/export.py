@@ -2,7 +2,7 @@
 
 
 def register(sub):
-    from prunetune.export.gguf import OUTTYPES
+    from prunetune.export.gguf_export import OUTTYPES
 
     p = sub.add_parser("export", help="write a checkpoint as a GGUF file (llama.cpp, Ollama, LM Studio) with "
                        "llama.cpp's own converter and quantizer")
@@ -14,7 +14,7 @@ def register(sub):
 
 
 def run(args) -> int:
-    from prunetune.export.gguf import export_gguf
+    from prunetune.export.gguf_export import export_gguf
 
     res = export_gguf(args.model, args.gguf, args.outtype)
     types = ", ".join(f"{n} {t}" for t, n in res["types"].items())

@@ -85,7 +85,7 @@ def find_tools() -> Tools | None:
     given = os.environ.get(ENV)
     if given:
         return Tools(Path(given))
-    here = Path(__file__).resolve().parents[3] / ".venv-gguf"  # src/prunetune/export/gguf.py -> the tree
+    here = Path(__file__).resolve().parents[3] / ".venv-gguf"  # src/prunetune/export/gguf_export.py -> the tree
     return Tools(here) if (here / "llama.cpp" / "convert_hf_to_gguf.py").is_file() else None
 
 

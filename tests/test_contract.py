@@ -356,6 +356,9 @@ CASES = [
     ("prune {w}/llama --out {t}/o --mlp-fraction 0.5 --seed 4294967296", "--seed"),
     ("pick {w}/run --max-params 1" + "0" * 30, "--max-params"),
     ("reference eval --n 1" + "0" * 30, "--n"),
+    ("validate smoke export.keeps=[0.801,0.799]", "both be written as family/keep_0.80"),
+    ("validate smoke target.keep=0.5 export.keeps=[0.3]", "below target.keep=0.5"),
+    ("validate smoke iterations=4 recovery.total_steps=3", "fewer than iterations=4"),
     # task options typed per task
     ("eval {w}/llama --tasks arith --task-option min_steps=abc", "option min_steps: expected an integer"),
     ("eval {w}/llama --tasks arith --task-option size=0", "option size: must be at least 1"),

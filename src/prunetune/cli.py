@@ -14,7 +14,7 @@ from prunetune.errors import UserError
 
 # Each module in prunetune/commands/ exposes register(subparsers); its parser sets `handler`.
 COMMANDS = (
-    "ls", "inspect", "prune", "import_gguf", "recover", "eval", "score",
+    "ls", "inspect", "prune", "import_gguf", "export", "recover", "eval", "score",
     "plan", "validate", "run", "report", "pick", "reference", "demo",
 )
 

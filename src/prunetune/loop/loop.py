@@ -77,6 +77,7 @@ class Loop:
         self.measures_rest = spends and REST in self.allocation.measures
         self.final_width = final_mlp_width(recipe, self.dense_shape) if recipe.target.keep is not None else None
         self._held_out_batches = None  # drawn once per run, on first use
+        self._answer_batches, self._reference = None, None  # the answer-token and KL measures' inputs, built once
 
     def run(self) -> dict:
         recipe = self.recipe
@@ -244,7 +245,7 @@ class Loop:
         r, rd = self.recipe.recovery, self.rundir
         if r.method == "none":
             return model, cut.optimizer_state, 0, None
-        cfg, size, stop_at = self._budget(model, state, iteration, cut)
+        cfg, size, stop_at, probe = self._budget(model, tok, state, iteration, cut)
         seed = self.recipe.seed
         reward_funcs = None
         if r.method == "grpo":
@@ -262,7 +263,8 @@ class Loop:
             res = recover(model, tok, r.method, records, cfg, teacher=teacher, reward_funcs=reward_funcs,
                           work_dir=rd.work(f"iteration_{iteration:02d}"),
                           optimizer_state=cut.optimizer_state if r.carry_optimizer else None,
-                          schedule=schedule, progress=self.progress, stop=self._until(tok, iteration, stop_at))
+                          schedule=schedule, progress=self.progress,
+                          stop=self._until(tok, iteration, stop_at, probe))
         except Diverged as e:
             return model, None, 0, str(e)
         state.chunks_used += 1
@@ -274,13 +276,24 @@ class Loop:
         dist.check_same_model(res.model, f"recovery in iteration {iteration}")
         rd.metric({"event": "recovery_done", "iteration": iteration, "steps": res.steps, "tokens": res.tokens_seen,
                    "world_size": res.info.get("world_size", 1)})
+        if probe is not None:  # the budget line of a probed cut is written once its probe has decided
+            rd.metric({"event": "budget", "iteration": iteration, "steps": res.steps,
+                       "measure": self.allocation.options.probe_measure, **probe.record()})
         crash_point(f"recover:{iteration}")
         return res.model, (res.optimizer_state if r.carry_optimizer else None), res.steps, None
 
-    def _until(self, tok, iteration: int, stop_at: StopAt | None):
-        """Stop this cut's recovery once the held-out loss is back at `stop_at` (the allocation's, e.g. recovered)."""
+    def _until(self, tok, iteration: int, stop_at: StopAt | None, probe=None):
+        """Stop this cut's recovery once the held-out loss is back at `stop_at` (the allocation's, e.g.
+        recovered), or where the cut's probe decides (allocation: probe, loop/probe.py)."""
         from prunetune.recovery import StopWhen
 
+        if probe is not None:
+
+            def probed(model, step: int) -> bool:
+                crash_point(f"probe:{iteration}")
+                return probe.check(model, step)
+
+            return StopWhen(probed, 1)
         if stop_at is None:
             return None
         target, batches = stop_at.loss, self._held_out(tok)
@@ -293,7 +306,7 @@ class Loop:
 
         return StopWhen(recovered, stop_at.every)
 
-    def _budget(self, model, state: LoopState, iteration: int, cut: Cut):
+    def _budget(self, model, tok, state: LoopState, iteration: int, cut: Cut):
         """(the tuner's config with this iteration's steps, records to take, where to stop early or None):
         the per-iteration budget, the whole budget for one-shot, or with recovery.total_steps what the
         recipe's allocation gives this cut out of what is left (loop/allocations/)."""
@@ -305,7 +318,7 @@ class Loop:
             mult = self.recipe.iterations if self.recipe.one_shot else 1  # one-shot spends the whole budget at once
             cfg.max_steps = cfg.max_steps * mult if cfg.max_steps is not None else None
             cfg.max_tokens = cfg.max_tokens * mult if cfg.max_tokens is not None else None
-            return cfg, r.chunk_size * mult, None
+            return cfg, r.chunk_size * mult, None, None
         rest = [Step(**q) for q in state.queue[1:]]
         n_future = len(rest)
         if self.damage_mode:
@@ -319,12 +332,50 @@ class Loop:
             steps, stop_at = max(r.total_steps - state.recovery_steps, 1), None
         else:
             steps, stop_at = self.allocation.steps(b), self.allocation.stop(b)
+        if getattr(self.allocation, "probes", False) and not self.recipe.one_shot:  # steps is the cap
+            probe = self._start_probe(model, tok, r.total_steps - state.recovery_steps, n_future, cut)
+            size = records_for(steps, r.chunk_size, cfg.max_steps)
+            cfg.max_steps = steps
+            return cfg, size, None, probe
         self.rundir.metric({"event": "budget", "iteration": iteration, "steps": steps, "damage": cut.damage,
                             "rest_damage": cut.rest, "left_before": r.total_steps - state.recovery_steps,
                             "future_cuts": n_future, "stop_at_loss": stop_at.loss if stop_at else None})
         size = records_for(steps, r.chunk_size, cfg.max_steps)
         cfg.max_steps = steps
-        return cfg, size, stop_at
+        return cfg, size, stop_at, None
+
+    def _start_probe(self, model, tok, left: int, n_future: int, cut: Cut):
+        """This cut's probe: the measure right after the cut (every measure, for the budget line) and the
+        damage still to come over this cut's damage, which scales the last cut's predicted curve."""
+        from prunetune.loop.probe import ProbeRun, ratio_of
+
+        measures = self._measures(tok)
+        now = {name: fn(model) for name, fn in measures.items()}
+        extra = lambda m: {name: round(fn(m), 5) for name, fn in measures.items()}  # noqa: E731
+        o = self.allocation.options
+        probe = ProbeRun(measures[o.probe_measure], probe=o.probe_steps, left=left, n_future=n_future,
+                         ratio=ratio_of(cut.rest, cut.damage), first=now[o.probe_measure], extra=extra,
+                         after_cut={k: round(v, 5) for k, v in now.items()})
+        return probe
+
+    def _measures(self, tok) -> dict:
+        """name -> model -> the damage measure (pruning/damage.py's MEASURES), inputs built once per run."""
+        from prunetune.pruning.damage import held_out_batches, kl_to_reference
+
+        if self._answer_batches is None:
+            from prunetune.data import held_out_pairs
+            from prunetune.pruning.damage import answer_pairs, dense_reference
+
+            p = self.recipe.prune
+            pairs = held_out_pairs(p.calibration, field=p.text_field, limit=self.recipe.schedule.held_out_samples,
+                                   seed=self.recipe.seed)
+            self._answer_batches = held_out_batches(tok, answer_pairs(pairs), max_length=p.max_length)
+            dense, _ = load_model(self.recipe.model, self.recipe.dtype)  # the KL's reference: the dense model
+            self._reference = dense_reference(dense, tok, [q for q, _ in pairs])
+            del dense
+        held_out, answer, ref = self._held_out(tok), self._answer_batches, self._reference
+        return {"held_out": lambda m: held_out_loss(m, held_out), "answer": lambda m: held_out_loss(m, answer),
+                "kl": lambda m: kl_to_reference(m, ref)}
 
     def _grpo_data(self, tok, size: int, seed: int):
         from prunetune.tasks import get_task, grpo_records, reward_function

@@ -301,7 +301,8 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
                 "(the steps chunk_size is sized for)"
             )
         r.allocator().check(Context(total_steps=r.total_steps, iterations=recipe.iterations, min_share=r.min_share,
-                                    final_share=r.final_share, damage_sized=recipe.schedule.shape == "damage"))
+                                    final_share=r.final_share, damage_sized=recipe.schedule.shape == "damage",
+                                    global_schedule=r.global_schedule))
         if r.min_share and r.total_steps is None:
             raise UserError("recovery.min_share needs recovery.total_steps (the budget it is a share of)")
         if r.min_share * recipe.iterations >= 1:

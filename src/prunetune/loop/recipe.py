@@ -190,7 +190,8 @@ class RecoveryConfig:
 
 
 FLAT_ALLOCATION_KEYS = {"growth": ("geometric", "growth"), "tolerance": ("recovered", "tolerance"),
-                         "check_every": ("recovered", "check_every"), "split": ("split", "steps")}
+                         "check_every": ("recovered", "check_every"), "split": ("split", "steps"),
+                         "probe_steps": ("probe", "probe_steps"), "probe_measure": ("probe", "probe_measure")}
 """The one place that knows the flat keys of older recipes: recovery.<key> -> (allocation, option)."""
 
 
@@ -239,6 +240,10 @@ class ExportConfig:
         if bad:
             raise UserError(f"export.keeps: every size must be in (0, 1), got {bad[0]}")
         self.keeps = sorted(set(self.keeps), reverse=True)
+        names = [f"{k:.2f}" for k in self.keeps]
+        twice = [n for n in names if names.count(n) > 1]
+        if twice:
+            raise UserError(f"export.keeps: two sizes would both be written as family/keep_{twice[0]}; keep one")
 
 
 @dataclass
@@ -268,6 +273,16 @@ class Recipe:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+
+    def __post_init__(self):
+        low = [k for k in self.export.keeps if self.target.keep is not None and k < self.target.keep - 0.01]
+        if low:
+            raise UserError(f"export.keeps: {low[0]} is below target.keep={self.target.keep}, where the run stops: "
+                            "that member would never be written")
+        total = self.recovery.total_steps
+        if total is not None and not self.one_shot and total < self.iterations:
+            raise UserError(f"recovery.total_steps={total} is fewer than iterations={self.iterations}: "
+                            "some iteration would get no recovery step")
 
     def to_dict(self) -> dict:
         return to_dict(self)

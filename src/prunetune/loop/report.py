@@ -137,6 +137,11 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
     # the last attempt of each iteration is the one kept (a rollback's cut and recovery come before it)
     damage = {m["iteration"]: m.get("damage") for m in run["metrics"] if m.get("event") == "prune"}
     steps = {m["iteration"]: m.get("steps") for m in run["metrics"] if m.get("event") == "recovery_done"}
+    # allocation: probe: each cut's decision (probe steps -> steps decided, the fitted floor of its measure)
+    probes = {m["iteration"]: _probe_cell(m) for m in run["metrics"]
+              if m.get("event") == "budget" and "probe_steps" in m}
+    if probes:
+        head.insert(head.index("steps") + 1, "probe")
     rows = [
         [
             "dense",
@@ -148,6 +153,7 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
             "",
             "",
         ]
+        + ([""] if probes else [])
         + [f"{_accuracy(base['metrics'], t):.3f}" for t in tasks]
     ]
     for r in run["rows"]:
@@ -163,12 +169,21 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
                 "-" if damage.get(r["iteration"]) is None else f"{damage[r['iteration']]:+.3f}",
                 str(steps.get(r["iteration"], "-")),
             ]
+            + ([probes.get(r["iteration"], "-")] if probes else [])
             + [
                 f"{_accuracy(r['metrics'], t):.3f}" if _accuracy(r["metrics"], t) is not None else "-"
                 for t in tasks
             ]
         )
     return head, rows
+
+
+def _probe_cell(m: dict) -> str:
+    """'4 -> 9, floor 0.412': the probe's steps, the steps the cut trained (the decision; the last cut's
+    is what was left), and the floor the fit predicts for the measure."""
+    curve = m.get("curve") or {}
+    floor = f", floor {curve['floor']:.3f}" if "floor" in curve else ""
+    return f"{m['probe_steps']} -> {m.get('steps', '-')}{floor}"
 
 
 def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -> Path:

@@ -57,6 +57,8 @@ class Context:
     final_share: float
     damage_sized: bool
     """schedule.shape is damage: the run decides its own cuts as it goes."""
+    global_schedule: bool = False
+    """recovery.global_schedule: one learning-rate schedule for the run."""
 
 
 class Allocation(Protocol):

@@ -16,7 +16,8 @@ def candidates(run_dir) -> list[dict]:
 
     from prunetune.errors import UserError
     from prunetune.loop.family import members
-    from prunetune.loop.rundir import RunDir, is_run_dir, read_eval
+    from prunetune.loop.rundir import RunDir
+    from prunetune.loop.runfiles import is_run_dir, read_eval
 
     path = Path(run_dir)
     if not path.is_dir():

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from prunetune import dist
 from prunetune.errors import UserError
-from prunetune.io import NUMBER, atomic_dir, atomic_write_json, clean_stale_temps
-from prunetune.loop.rundir import EVAL_FILE, RESTART, STATE, crash_point, read_baseline, read_eval
+from prunetune.io import NUMBER, atomic_dir, atomic_write_json, clean_stale_temps, crash_point
+from prunetune.loop.runfiles import EVAL_FILE, RESTART, STATE, read_baseline, read_eval
 
 log = logging.getLogger("prunetune.loop")
 

@@ -15,7 +15,7 @@ from prunetune.table import format_table
 
 
 def _load_run(run: Path) -> dict:
-    from prunetune.loop.rundir import EVAL_FIELDS, _redo, read_baseline, read_metrics, read_summary
+    from prunetune.loop.runfiles import EVAL_FIELDS, _redo, read_baseline, read_metrics, read_summary
 
     metrics = read_metrics(run)
     baseline = read_baseline(run)
@@ -205,7 +205,7 @@ def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -
     candidates = [Path(c) for c in (compare or [])]
     recipe_compare = None
     if (run_dir / "recipe.yaml").is_file():
-        from prunetune.loop.rundir import read_run_yaml
+        from prunetune.loop.runfiles import read_run_yaml
 
         recipe_compare = read_run_yaml(run_dir / "recipe.yaml").get("compare_with")
     if recipe_compare:

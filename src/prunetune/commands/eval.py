@@ -1,4 +1,5 @@
-"""`prunetune eval MODEL --tasks a,b`: accuracy, length and truncation per task, as a table and JSON."""
+"""`prunetune eval MODEL --tasks a,b`: accuracy, length, truncation, thinking tokens and seconds per solved
+problem per task, as a table and JSON (per-problem thinking / answer tokens and seconds in the predictions)."""
 
 from prunetune.commands.taskflags import add_task_flags
 
@@ -40,6 +41,7 @@ def run(args) -> int:
         check_out,
         predictions_dir,
         print_table,
+        task_options,
         write_results,
     )
     from prunetune.errors import UserError
@@ -66,6 +68,7 @@ def run(args) -> int:
                 "--backend vllm serves a checkpoint directory (not a model built in code) and runs --tasks only"
             )
     tasks = build_tasks([n.strip() for n in names], args)
+    extra = task_options(args)
     # read every task's examples before loading the model: bad names, files and lines fail fast
     examples = [t.examples(split=args.split, limit=args.limit, seed=args.seed) for t in tasks]
 
@@ -108,6 +111,8 @@ def run(args) -> int:
             batch_size=args.batch_size,
             num_fewshot=args.num_fewshot,
             seed=args.seed,
+            think=extra.get("think", "auto"),
+            enable_thinking=extra.get("enable_thinking"),
         )
     print_table(results)
     write_results(args.out, results)

@@ -180,6 +180,12 @@ class EvalConfig:
     """The chat template's thinking switch (Qwen3, SmolLM3) for every task that uses the template;
     null: the template's default. An error for a template without it."""
 
+    def __post_init__(self):
+        if isinstance(self.think, list):
+            from prunetune.tasks.thinking import check_delimiters
+
+            check_delimiters(self.think, "evaluation.think")
+
 
 @dataclass
 class GateConfig:

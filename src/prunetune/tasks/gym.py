@@ -131,5 +131,14 @@ def _answer_marked(text: str) -> bool:
 class GSMSymbolic(GymTask):
     """reasoning-gym's GSM-Symbolic: 100 GSM8K-derived templates with fresh numbers."""
 
-    def __init__(self, **options):
-        super().__init__(dataset="gsm_symbolic", **options)
+    def __init__(
+        self,
+        num_fewshot: int = 0,
+        size: int = DEFAULT_SIZE,
+        chat: bool | None = None,
+        think: str | list[str] = "auto",
+        enable_thinking: bool | None = None,
+        **config,
+    ):  # spelled out so `ls -v` lists the options
+        super().__init__("gsm_symbolic", num_fewshot=num_fewshot, size=size, chat=chat, think=think,
+                         enable_thinking=enable_thinking, **config)

@@ -53,15 +53,15 @@ class Split:
     trace_end: int  # characters of the completion that belong to the trace (0 without one)
 
 
-def check_delimiters(value, key: str = "think") -> tuple[str, str]:
+def check_delimiters(value, key: str = "task option think") -> tuple[str, str]:
     """[start, end] as a pair of distinct non-empty strings, or a one-line UserError naming `key`."""
     if not isinstance(value, list | tuple) or len(value) != 2 or not all(isinstance(v, str) for v in value):
-        raise UserError(f"task option {key}: give [start, end] delimiters, 'auto' or 'none', got {value!r}")
+        raise UserError(f"{key}: give [start, end] delimiters, 'auto' or 'none', got {value!r}")
     start, end = value
     if not start.strip() or not end.strip():
-        raise UserError(f"task option {key}: delimiters must not be empty, got {list(value)!r}")
+        raise UserError(f"{key}: delimiters must not be empty, got {list(value)!r}")
     if start == end:
-        raise UserError(f"task option {key}: start and end delimiters must differ, got {start!r} twice")
+        raise UserError(f"{key}: start and end delimiters must differ, got {start!r} twice")
     return start, end
 
 

@@ -142,3 +142,17 @@ def thinking_tokenizer(template: str):
     tok.add_tokens(["<|im_start|>", "<|im_end|>", "<think>", "</think>"])
     tok.chat_template = template
     return tok
+
+
+def thinking_model(template: str, family: str = "qwen3"):
+    """A tiny random model of `family` sized for `thinking_tokenizer(template)`, and that tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from prunetune.builtin.tiny import tiny_config
+
+    tok = thinking_tokenizer(template)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_config(family, vocab_size=len(tok)))
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model.eval(), tok

@@ -311,7 +311,12 @@ def check_thinking_switch(recipe: Recipe, tasks: list) -> None:
     else:
         tok = load_model(recipe.model)[1]
     for t in tasks:
-        t.reasoning.bind(tok)
+        try:
+            t.reasoning.bind(tok)
+        except UserError as e:
+            own = "enable_thinking" in recipe.evaluation.task_options.get(t.name, {})
+            key = f"evaluation.task_options.{t.name}" if own else "evaluation.enable_thinking"
+            raise UserError(f"{key}: {e}".replace("task option enable_thinking: ", "")) from None
 
 
 def gate_task_name(recipe: Recipe) -> str | None:

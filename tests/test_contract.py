@@ -35,6 +35,9 @@ def world(tmp_path_factory):
     (w / "pickle").mkdir()
     (w / "pickle" / "config.json").write_text((w / "llama" / "config.json").read_text())
     (w / "pickle" / "pytorch_model.bin").write_bytes(b"\x80\x04 pickle")
+    _doctored(w, "missing", lambda sd: sd.pop("model.layers.1.mlp.down_proj.weight"))
+    _doctored(w, "unexpected", lambda sd: sd.update({"model.layers.9.mlp.up_proj.weight": sd["lm_head.weight"].clone()}))
+    _doctored(w, "mismatched", lambda sd: sd.update({"model.norm.weight": sd["model.norm.weight"][:-1].clone()}))
     (w / "afile").write_text("a file, not a directory")
     (w / "nonutf8.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')
     (w / "malformed.jsonl").write_text('{"text": "ok"}\n{"text": \n')
@@ -63,6 +66,18 @@ def world(tmp_path_factory):
     return w
 
 
+def _doctored(w: Path, name: str, edit) -> None:
+    """A copy of the tiny llama whose safetensors `edit` changed (a tensor dropped, added or reshaped)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(w / "llama", w / name)
+    sd = load_file(w / name / "model.safetensors")
+    edit(sd)
+    save_file({k: v.contiguous() for k, v in sd.items()}, w / name / "model.safetensors", metadata={"format": "pt"})
+
+
 SMOKE = ["smoke"]
 CASES = [
     # prune
@@ -72,6 +87,9 @@ CASES = [
     ("prune {w}/corrupt --out {t}/o --mlp-fraction 0.5", "unreadable"),
     ("prune {w}/broken --out {t}/o --mlp-fraction 0.5", "cannot load model"),
     ("prune {w}/pickle --out {t}/o --mlp-fraction 0.5", "pickle"),
+    ("prune {w}/missing --out {t}/o --mlp-fraction 0.5", "missing: model.layers.1.mlp.down_proj.weight"),
+    ("prune {w}/unexpected --out {t}/o --mlp-fraction 0.5", "unexpected: model.layers.9.mlp.up_proj.weight"),
+    ("prune {w}/mismatched --out {t}/o --mlp-fraction 0.5", "mismatched: model.norm.weight"),
     ("prune {w}/llama --out {t}/o --mlp-fraction 1.5", "--mlp-fraction"),
     ("prune {w}/llama --out {t}/o --mlp-neurons -1", "--mlp-neurons"),
     ("prune {w}/llama --out {t}/o --kv-groups -1", "--kv-groups"),
@@ -120,6 +138,8 @@ CASES = [
     ("recover {w}/llama --out {t}/o --method cpt --data arith --chunk 1", "--chunk"),
     ("recover {w}/llama --out {t}/o --method cpt --data arith --chunk -1 --chunk-size 4", "--chunk"),
     ("recover {w}/llama --out {w}/afile/o --method cpt --data arith", "not a directory"),
+    ("recover {w}/missing --out {t}/o --method cpt --data arith", "missing: model.layers.1.mlp.down_proj.weight"),
+    ("recover {w}/llama --out {t}/o --method distill --data arith --teacher {w}/mismatched", "mismatched"),
     ("recover {w}/llama --out {w}/exists --method cpt --data arith", "already exists"),
     # eval
     ("eval {w}/llama", "--tasks"),
@@ -138,6 +158,8 @@ CASES = [
     ("eval {w}/llama --tasks arith --task-option think=maybe", "task option think"),
     ("eval {w}/llama --tasks gsm_symbolic --task-option enable_thinking=true", "task option enable_thinking"),
     ("eval {w}/llama --tasks gsm_symbolic --task-option enable_thinking=maybe", "enable_thinking"),
+    ("eval {w}/missing --tasks arith", "does not match its config.json (missing"),
+    ("eval {w}/unexpected --tasks arith --limit 1", "unexpected: model.layers.9"),
     # score
     ("score --task bogus --completions {w}/completions.jsonl", "unknown task"),
     ("score --task arith --completions {w}/nope.jsonl", "does not exist"),
@@ -202,6 +224,8 @@ CASES = [
     ("run smoke output_dir={t}/" + LONG, "too long"),
     ("run smoke output_dir={t}/run model={w}/broken", "cannot load model"),
     ("run smoke output_dir={t}/run model={w}/pickle", "pickle"),
+    ("run smoke output_dir={t}/run model={w}/missing", "missing: model.layers.1.mlp.down_proj.weight"),
+    ("run smoke output_dir={w}/notrun --restart", "holds no prunetune run"),
     ("run smoke output_dir={t}/run prune.calibration={w}/nonutf8.jsonl", "UTF-8"),
     ("run smoke output_dir={t}/run recovery.data={w}/malformed.jsonl", "malformed.jsonl:2"),
     ("run smoke output_dir={w}/notrun", "holds no prunetune run"),
@@ -211,7 +235,6 @@ CASES = [
     ("report {w}/nope", "not a prunetune run"),
     ("report {w}/notrun", "not a prunetune run"),
     ("report {w}/run --compare {w}/nope", "--compare"),
-    ("pick {w}/run --max-seconds-per-solved 5", "recorded no seconds per solved problem"),
     ("pick {w}/run --max-seconds-per-solved 0", "--max-seconds-per-solved must be positive"),
     ("reference build --out {t}/r --steps 0", "--steps"),
     ("reference build --out {w}/exists --steps 1", "already exists"),

@@ -132,21 +132,79 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+COUNT, NUMBER = _count, _number
+"""Field checks for `read_json`: a non-negative integer, any number (besides types: dict, list, str, ...)."""
+
+
+def shape_problem(obj, fields: dict) -> str | None:
+    """Why `obj` is not a mapping holding each of `fields` (name -> type, tuple of types, or predicate), or None."""
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    for name, want in fields.items():
+        if name not in obj:
+            return f"'{name}' is missing"
+        v = obj[name]
+        ok = want(v) if callable(want) and not isinstance(want, type) else (
+            isinstance(v, want) and not (isinstance(v, bool) and want is int))
+        if not ok:
+            return f"'{name}' has the wrong type ({type(v).__name__})"
+    return None
+
+
+def read_json(path: str | os.PathLike, *, fix: str, fields: dict | None = None, kind: type = dict):
+    """A JSON file read as untrusted input (one prunetune wrote, then edited or corrupted, or a user's):
+    unreadable, not JSON, not a `kind`, or lacking one of `fields` is a UserError naming the file and `fix`
+    (what to do about it)."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"'{path}' is not UTF-8 text (the file was edited or corrupted); {fix}") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"'{path}' is not valid JSON (line {e.lineno}; the file was edited or corrupted); {fix}") from None
+    except RecursionError:
+        raise UserError(f"'{path}' is nested too deeply; {fix}") from None
+    except OSError as e:
+        raise UserError(f"cannot read '{path}': {e.strerror}; {fix}") from None
+    problem = (f"expected a JSON {'list' if kind is list else kind.__name__}, got {type(obj).__name__}"
+               if not isinstance(obj, kind) else shape_problem(obj, fields) if fields else None)
+    if problem:
+        raise UserError(f"'{path}': {problem}; {fix}")
+    return obj
+
+
+def read_jsonl(path: str | os.PathLike, *, fields: dict | None = None, fix: str = "") -> list[dict]:
     """Read a JSONL log written by `append_jsonl`; a torn final line (a kill mid-write) is skipped and
     logged, a malformed line elsewhere is a UserError naming the file and line."""
     out = []
     path = Path(path)
     if not path.exists():
         return out
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    fix = f"; {fix}" if fix else ""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as e:
+        raise UserError(f"cannot read '{path}': {e.strerror}{fix}") from None
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             if i != len(lines) - 1:
-                raise UserError(f"{path}:{i + 1}: not a JSON line (the file was edited or corrupted)") from None
+                raise UserError(f"{path}:{i + 1}: not a JSON line (the file was edited or corrupted){fix}") from None
             logging.getLogger("prunetune").warning("%s: skipped a torn last line (a run killed mid-write)", path)
+            continue
+        problem = shape_problem(rec, fields or {})
+        if problem:
+            raise UserError(f"{path}:{i + 1}: {problem}{fix}")
+        out.append(rec)
     return out

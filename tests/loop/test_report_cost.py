@@ -10,11 +10,11 @@ from tests.conftest import run_cli
 POINTS = [(100, 0.9, 2.0), (60, 0.8, 1.5), (30, 0.5, None)]
 
 
-def _fake_run(root):
+def _fake_run(root, timed: bool = True):
     """A run directory as the loop writes it, with the evaluation metrics given above (nothing trained)."""
     def ev(i, n, acc, spp):
         m = {"arith": {"accuracy": acc, "mean_length": 40.0, "generation_seconds": 3.0}}
-        if spp is not None:
+        if spp is not None and timed:
             m["arith"]["seconds_per_solved"] = spp
         return {"iteration": i, "params": n + 20, "non_embedding_params": n, "metrics": m}
 
@@ -26,6 +26,7 @@ def _fake_run(root):
         (d / "eval.json").write_text(json.dumps(ev(i, *p)))
         (d / "loop_state.json").write_text("{}")
     (root / "metrics.jsonl").write_text('{"event": "baseline", "iteration": 0}\n')
+    (root / "recipe.yaml").write_text("model: reference\n")
     return root
 
 
@@ -47,6 +48,11 @@ def test_pick_by_seconds_per_solved(tmp_path, capsys):
     assert "s/solved" in out and f"picked: {run / 'iteration_01'}" in out
     assert run_cli("pick", run, "--max-seconds-per-solved", "1.0") == 1  # none is that fast
     assert run_cli("pick", run, "--max-seconds-per-solved", "5", "--min-accuracy", "0.85") == 1
+    capsys.readouterr()
+    old = _fake_run(tmp_path / "old", timed=False)  # evaluated before prunetune timed generation
+    assert run_cli("pick", old, "--max-seconds-per-solved", "5") == 2
+    err = capsys.readouterr().err.strip()
+    assert "--max-seconds-per-solved" in err and "recorded no seconds per solved problem" in err and "\n" not in err
 
 
 def test_demo_table_prints_seconds_per_solved_for_dense_gradual_and_one_shot():

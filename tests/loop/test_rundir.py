@@ -158,3 +158,59 @@ def test_auto_map_of_an_input_is_not_copied_into_outputs(tmp_path):
     assert run_cli("prune", tmp_path / "m", "--out", tmp_path / "o", "--mlp-fraction", "0.25",
                    "--calibration-samples", "4") == 0
     assert "auto_map" not in json.loads((Path(tmp_path) / "o" / "config.json").read_text())
+
+
+def _fake_run(out: Path) -> None:
+    """What a run killed after its first iteration leaves, as far as --restart can tell."""
+    (out / "iteration_01" / "state").mkdir(parents=True)
+    (out / "baseline").mkdir()
+    (out / "recipe.yaml").write_text(_text())
+    (out / "metrics.jsonl").write_text('{"event": "baseline", "iteration": 0}\n')
+    (out / ".iteration_02.tmp-0123abcd").mkdir()
+
+
+def test_restart_refuses_a_directory_that_was_never_a_run_and_does_not_suggest_it(tmp_path, capsys):
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "thesis.tex").write_text("two years of work")
+    (out / "recipe.yaml").write_text("model: mine\n")  # a user's own recipe beside it is no run either
+    for restart in ([], ["--restart"]):
+        assert run_cli("run", "smoke", f"output_dir={out}", *FAST, *restart) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds no prunetune run" in err[0] and "--restart" not in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == ["recipe.yaml", "thesis.tex"]
+    assert (out / "thesis.tex").read_text() == "two years of work"
+
+
+def test_restart_removes_what_the_run_wrote_and_nothing_else(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    _fake_run(out)
+    (out / "notes.txt").write_text("mine")
+    (out / "plots").mkdir()
+    rd = RunDir(out, _text(), restart=True)
+    with rd.claimed():
+        pass
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "log.txt", "notes.txt", "plots", "recipe.yaml"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_family_export_is_finished_on_resume(tmp_path):
+    from tests.loop.test_loop import _cli
+
+    out = tmp_path / "run"
+    keeps = ["iterations=1", "schedule.kv_groups={}", "export.keeps=[0.9]"]
+    killed = _cli(out, *keeps, crash="family:keep_0.90")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (out / "iteration_01" / "state" / "loop_state.json").is_file()
+    assert not (out / "family" / "keep_0.90").exists()
+    done = _cli(out, *keeps)
+    assert done.returncode == 0, done.stderr[-2000:]
+    member = out / "family" / "keep_0.90"
+    assert sorted(p.name for p in (out / "family").iterdir()) == ["keep_0.90"]  # no staging debris
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(member)
+    assert json.loads((member / "state" / "eval.json").read_text())["keep"] == 0.9
+    assert [m["keep"] for m in json.loads((out / "summary.json").read_text())["family"]] == [0.9]

@@ -15,20 +15,28 @@ def register(sub):
 
 def candidates(run_dir) -> list[dict]:
     """The run's family members, or every accepted iteration when it exported none: dir, params, metrics."""
-    import json
     from pathlib import Path
 
     from prunetune.errors import UserError
     from prunetune.loop.family import members
-    from prunetune.loop.rundir import EVAL_FILE, RunDir
+    from prunetune.loop.rundir import RunDir, is_run_dir, read_eval
 
-    rd = RunDir(run_dir, "")
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise UserError(f"'{run_dir}' does not exist" if not path.exists() else f"'{run_dir}' is a file, not a run directory")
+    if not is_run_dir(path):
+        raise UserError(f"'{run_dir}' is not a prunetune run directory (no recipe.yaml with a run's log beside it)")
+    rd = RunDir(path, "")
     if not rd.baseline():
-        raise UserError(f"'{run_dir}' is not a prunetune run directory (no baseline/eval.json)")
-    family = members(Path(run_dir))
+        raise UserError(f"'{run_dir}' is a run that has not measured its baseline yet: nothing to pick from")
+    family = members(path)
     if family:
-        return [{**m, "dir": str(Path(run_dir) / m["dir"])} for m in family]
-    return [{"dir": str(d), **json.loads((d / EVAL_FILE).read_text())} for d in rd.iteration_dirs()]
+        return [{**m, "dir": str(path / m["dir"])} for m in family]
+    rows = [{**read_eval(d), "dir": str(d)} for d in rd.iteration_dirs()]
+    if not rows:
+        raise UserError(f"'{run_dir}' is a run with no accepted iteration yet (killed or stopped before its first): "
+                        "resume it with the same `prunetune run` command")
+    return rows
 
 
 def run(args) -> int:

@@ -58,6 +58,7 @@ class Loop:
             if resumed:
                 state, model, tok, history, opt, last_metrics = resumed
                 log.info("resuming after iteration %d", state.completed)
+                family.export(rd.out, rd.iteration_dirs()[-1], recipe.export.keeps)  # one a kill interrupted
             else:
                 state, history, opt = LoopState(queue=[s.to_dict() for s in self.steps]), [], None
                 last_metrics = baseline["metrics"]

@@ -8,29 +8,25 @@ re-drawn at any time with `prunetune report RUN_DIR`, also for a run that is sti
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from prunetune.errors import UserError
-from prunetune.io import atomic_write_text, read_jsonl
+from prunetune.io import COUNT, atomic_write_text, read_json
 from prunetune.table import format_table
 
 
 def _load_run(run: Path) -> dict:
-    metrics = read_jsonl(run / "metrics.jsonl")
-    baseline = (
-        json.loads((run / "baseline" / "eval.json").read_text())
-        if (run / "baseline" / "eval.json").is_file()
-        else None
-    )
+    from prunetune.loop.rundir import EVAL_FIELDS, _redo, read_baseline, read_metrics, read_summary
+
+    metrics = read_metrics(run)
+    baseline = read_baseline(run)
     rows = []
     for d in sorted(run.glob("iteration_[0-9][0-9]")):
         for f in (d / "state" / "eval.json", d / "eval.json"):  # the second: runs before state/ existed
             if f.is_file():
-                rows.append(json.loads(f.read_text()))
+                rows.append(read_json(f, fix=_redo(d), fields={**EVAL_FIELDS, "iteration": COUNT}))
                 break
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    return {"dir": run, "metrics": metrics, "baseline": baseline, "rows": rows, "summary": summary}
+    return {"dir": run, "metrics": metrics, "baseline": baseline, "rows": rows, "summary": read_summary(run)}
 
 
 def _accuracy(metrics: dict, task: str) -> float | None:
@@ -241,9 +237,9 @@ def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -
     candidates = [Path(c) for c in (compare or [])]
     recipe_compare = None
     if (run_dir / "recipe.yaml").is_file():
-        import yaml
+        from prunetune.loop.rundir import read_run_yaml
 
-        recipe_compare = (yaml.safe_load((run_dir / "recipe.yaml").read_text()) or {}).get("compare_with")
+        recipe_compare = read_run_yaml(run_dir / "recipe.yaml").get("compare_with")
     if recipe_compare:
         candidates.append(Path(recipe_compare))
     sibling = run_dir.parent / f"{run_dir.name}-oneshot"

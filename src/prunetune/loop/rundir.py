@@ -29,12 +29,16 @@ from prunetune import dist
 from prunetune.checkpoint import count_params, load_model, read_history, save_checkpoint
 from prunetune.errors import UserError
 from prunetune.io import (
+    COUNT,
+    NUMBER,
     append_jsonl,
     atomic_dir,
     atomic_write_json,
     atomic_write_text,
     clean_stale_temps,
+    read_json,
     read_jsonl,
+    shape_problem,
 )
 from prunetune.models.shape import ModelShape
 
@@ -78,15 +82,16 @@ class RunDir:
     def prepare(self) -> None:
         """Claim the directory for this recipe (or resume the same recipe's run), lock it, start the log."""
         saved = self.out / "recipe.yaml"
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"output_dir '{self.out}' is a file, not a directory")
         if self.out.exists() and any(not p.name.startswith(".") for p in self.out.iterdir()):
-            if self.restart:
-                pass  # emptied below, once the lock is held
-            elif not saved.is_file():
+            if not is_run_dir(self.out):  # never a run: nothing in it is prunetune's to remove
                 raise UserError(
-                    f"output_dir '{self.out}' is not empty and holds no prunetune run; use another or --restart"
+                    f"output_dir '{self.out}' is not empty and holds no prunetune run; prunetune leaves it as it "
+                    "is: give an output_dir that is new, empty or a run's"
                 )
-            else:
-                old, new = _as_current(yaml.safe_load(saved.read_text()), self.out), yaml.safe_load(self.recipe_text)
+            if not self.restart:
+                old, new = _as_current(read_run_yaml(saved), self.out), yaml.safe_load(self.recipe_text)
                 old.pop("output_dir", None)  # a run directory moved or copied elsewhere resumes there
                 new.pop("output_dir", None)
                 if old != new:
@@ -99,13 +104,14 @@ class RunDir:
             self.out.mkdir(parents=True, exist_ok=True)
             self._take_lock()
             if self.restart:
-                for p in self.out.iterdir():
-                    if p.name != ".lock":
-                        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                kept = clear_run_files(self.out)
+                if kept:
+                    log.info("--restart kept %d file(s) prunetune did not write: %s", len(kept), ", ".join(kept[:5]))
             clean_stale_temps(self.out)
+            clean_stale_temps(self.out / "family")
             _move_state_of_old_runs(self.out)
             done = self.iteration_dirs()
-            completed = json.loads((done[-1] / STATE_FILE).read_text())["completed"] if done else 0
+            completed = read_state(done[-1])["completed"] if done else 0
             self._truncate_metrics(completed if self.baseline() else -1)
             atomic_write_text(saved, self.recipe_text)
             _log_to(self.out / "log.txt")
@@ -132,8 +138,7 @@ class RunDir:
 
     # ---- baseline ----------------------------------------------------------------------------
     def baseline(self) -> dict | None:
-        f = self.out / "baseline" / "eval.json"
-        return json.loads(f.read_text()) if f.is_file() else None
+        return read_baseline(self.out)
 
     def save_baseline(self, model, metrics: dict, eval_tmp: Path, shape: ModelShape) -> dict:
         baseline = {**count_params(model), "metrics": metrics, "shape": shape.to_dict()}
@@ -159,12 +164,12 @@ class RunDir:
         if not done:
             return None
         last = done[-1]
-        saved = json.loads((last / STATE_FILE).read_text())
+        saved = read_state(last)
         saved.setdefault("records_used", saved.get("chunks_used", 0) * chunk_size)
         state = LoopState(**{k: v for k, v in saved.items() if k in LoopState.__dataclass_fields__})
         model, tok = load_model(last, dtype)
         opt = _load_optimizer_state(last / OPTIMIZER_FILE) if (last / OPTIMIZER_FILE).is_file() else None
-        metrics = json.loads((last / EVAL_FILE).read_text())["metrics"]
+        metrics = read_eval(last)["metrics"]
         return state, model, tok, read_history(last), opt, metrics
 
     def restore(self, model_name: str, dtype):
@@ -209,7 +214,7 @@ class RunDir:
                     f.unlink()
 
     def iteration_metrics(self) -> list[tuple[Path, dict]]:
-        return [(d, json.loads((d / EVAL_FILE).read_text())["metrics"]) for d in self.iteration_dirs()]
+        return [(d, read_eval(d)["metrics"]) for d in self.iteration_dirs()]
 
     # ---- end ---------------------------------------------------------------------------------
     def finish(self, summary: dict) -> dict:
@@ -218,7 +223,7 @@ class RunDir:
 
         done = self.iteration_dirs()
         if done:
-            ev = json.loads((done[-1] / EVAL_FILE).read_text())
+            ev = read_eval(done[-1])
             final = {k: ev[k] for k in ("params", "non_embedding_params", "metrics")}
             final["iteration"] = ev["iteration"]
             from transformers import AutoConfig
@@ -255,7 +260,7 @@ class RunDir:
         """
         path = self.out / "metrics.jsonl"
         if dist.is_main() and path.exists():
-            kept = [m for m in read_jsonl(path) if m.get("iteration", 0) <= completed]
+            kept = [m for m in read_metrics(self.out) if m["iteration"] <= completed]
             atomic_write_text(path, "".join(json.dumps(m) + "\n" for m in kept))
 
     def _take_lock(self) -> None:
@@ -287,6 +292,110 @@ class RunDir:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+
+# ---- reading what a run wrote: untrusted input (a kill, a full disk or a hand edit may have changed it) ----
+def _metrics(v) -> bool:
+    """task -> {metric: value}, an accuracy (where there is one) a number."""
+    return isinstance(v, dict) and all(
+        isinstance(m, dict) and (m.get("accuracy") is None or NUMBER(m["accuracy"])) for m in v.values()
+    )
+
+
+EVAL_FIELDS = {"params": COUNT, "non_embedding_params": COUNT, "metrics": _metrics}
+EVENT_FIELDS = {"event": str, "iteration": COUNT}
+_STATE_TYPES = {"completed": COUNT, "queue": lambda q: isinstance(q, list) and all(isinstance(x, dict) for x in q)}
+RESTART = "or rerun with --restart (it starts the run over)"
+
+
+def _redo(d: Path) -> str:
+    return f"remove '{d}' (the run redoes that iteration) {RESTART}"
+
+
+def read_eval(d: Path) -> dict:
+    """An iteration's (or family member's) state/eval.json, checked."""
+    return read_json(d / EVAL_FILE, fix=_redo(d), fields={**EVAL_FIELDS, "iteration": COUNT})
+
+
+def read_state(d: Path) -> dict:
+    """An iteration's loop state, checked: its fields have the types LoopState gives them."""
+    saved = read_json(d / STATE_FILE, fix=_redo(d), fields=_STATE_TYPES)
+    for name, f in LoopState.__dataclass_fields__.items():
+        v = saved.get(name)
+        if name in saved and v is not None and not (COUNT(v) if f.type == "int" else True):
+            raise UserError(f"'{d / STATE_FILE}': '{name}' has the wrong type ({type(v).__name__}); {_redo(d)}")
+    return saved
+
+
+def read_baseline(out: Path) -> dict | None:
+    """baseline/eval.json (None before the run measured it), checked."""
+    f = Path(out) / "baseline" / "eval.json"
+    if not f.exists():
+        return None
+    fix = f"remove '{f.parent}' (the run measures it again) {RESTART}"
+    base = read_json(f, fix=fix, fields=EVAL_FIELDS)
+    if base["non_embedding_params"] == 0:
+        raise UserError(f"'{f}': 'non_embedding_params' is 0; {fix}")
+    return base
+
+
+def read_metrics(out: Path) -> list[dict]:
+    """metrics.jsonl: one event object per line ({event, iteration, ...}); a torn last line is dropped."""
+    return read_jsonl(Path(out) / "metrics.jsonl", fields=EVENT_FIELDS, fix=f"remove that line {RESTART}")
+
+
+def read_summary(out: Path) -> dict:
+    """summary.json ({} before the run finished), checked."""
+    f = Path(out) / "summary.json"
+    if not f.exists():
+        return {}
+    fix = f"remove it (the next run or report writes it again) {RESTART}"
+    summary = read_json(f, fix=fix)
+    fam = summary.get("family", [])
+    if not isinstance(fam, list) or any(shape_problem(m, {"keep": NUMBER, **EVAL_FIELDS}) for m in fam):
+        raise UserError(f"'{f}': 'family' is not a list of family members; {fix}")
+    return summary
+
+
+def read_run_yaml(path: Path) -> dict:
+    """A run's recipe.yaml (the recipe it runs), checked to be a mapping."""
+    from prunetune.config import read_yaml
+
+    try:
+        return read_yaml(path, "the run's recipe")
+    except UserError as e:
+        raise UserError(f"{e}; use another output_dir {RESTART}") from None
+
+
+RUN_FILES = ("recipe.yaml", "log.txt", "metrics.jsonl", "summary.json", "report.md", "report.html", "baseline",
+             "family", "final", ".work", ".final.tmp", "recovery_loss.png")
+"""What a run writes at the top of its output_dir (with iteration_NN, accuracy_vs_params_*.png and staging
+siblings): the only names `--restart` removes."""
+_RUN_PATTERNS = ("iteration_[0-9][0-9]", "accuracy_vs_params_*.png", ".*.tmp-*", ".*.old-*")
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether `path` holds a prunetune run: its recipe.yaml and at least one other file only a run writes
+    (a recipe.yaml alone may be the user's own recipe)."""
+    path = Path(path)
+    return (path / "recipe.yaml").is_file() and any(
+        (path / name).exists() for name in ("metrics.jsonl", "log.txt", "baseline", ".lock")
+    )
+
+
+def clear_run_files(out: Path) -> list[str]:
+    """Remove what a run wrote in `out` (RUN_FILES and its patterns), nothing else; the names kept."""
+    import fnmatch
+
+    kept = []
+    for p in sorted(out.iterdir()):
+        if p.name == ".lock":
+            continue
+        if p.name in RUN_FILES or any(fnmatch.fnmatch(p.name, pat) for pat in _RUN_PATTERNS):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        else:
+            kept.append(p.name)
+    return kept
 
 
 def _move_state_of_old_runs(out: Path) -> None:

@@ -1,4 +1,5 @@
-"""`prunetune eval MODEL --tasks a,b`: accuracy, length and truncation per task, as a table and JSON."""
+"""`prunetune eval MODEL --tasks a,b`: accuracy, length, truncation, thinking tokens and seconds per solved
+problem per task, as a table and JSON (per-problem thinking / answer tokens and seconds in the predictions)."""
 
 from prunetune.commands.taskflags import add_task_flags
 
@@ -40,6 +41,7 @@ def run(args) -> int:
         check_out,
         print_table,
         staged_predictions,
+        task_options,
         write_results,
     )
     from prunetune.errors import UserError
@@ -66,6 +68,7 @@ def run(args) -> int:
                 "--backend vllm serves a checkpoint directory (not a model built in code) and runs --tasks only"
             )
     tasks = build_tasks([n.strip() for n in names], args)
+    task_options(args)  # a bad --task-option item fails before the model loads
     # read every task's examples before loading the model: bad names, files and lines fail fast
     examples = [t.examples(split=args.split, limit=args.limit, seed=args.seed) for t in tasks]
 
@@ -105,7 +108,10 @@ def _evaluate(args, model, tok, tasks, examples, lm_names, pred_dir, model_dir) 
             )
         )
     if lm_names:
+        from prunetune.commands.taskflags import task_options
         from prunetune.tasks.lm_eval_bridge import run_lm_eval
+
+        extra = task_options(args)
 
         results += run_lm_eval(
             model,
@@ -116,5 +122,7 @@ def _evaluate(args, model, tok, tasks, examples, lm_names, pred_dir, model_dir) 
             batch_size=args.batch_size,
             num_fewshot=args.num_fewshot,
             seed=args.seed,
+            think=extra.get("think", "auto"),
+            enable_thinking=extra.get("enable_thinking"),
         )
     return results

@@ -56,8 +56,9 @@ def options_of(entry) -> list[tuple[str, str, str]]:
         params = inspect.signature(entry.obj).parameters.values()
     except (TypeError, ValueError):
         return []
+    docs = getattr(entry.obj, "option_docs", {})  # e.g. the tasks' think / enable_thinking (tasks/thinking.py)
     return [
-        (p.name, "(required)" if p.default is p.empty else repr(p.default), "")
+        (p.name, "(required)" if p.default is p.empty else repr(p.default), docs.get(p.name, ""))
         for p in params
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
     ]

@@ -43,6 +43,17 @@ def _parse_value(text: str):
         return text
 
 
+def task_options(args) -> dict:
+    """--task-option KEY=VALUE items as a mapping (values read as YAML: numbers, booleans, [lists])."""
+    extra = {}
+    for item in args.task_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--task-option '{item}' must be KEY=VALUE")
+        extra[key] = _parse_value(value)
+    return extra
+
+
 def build_tasks(names: list[str], args) -> list:
     from prunetune.tasks import get_task
 
@@ -59,12 +70,7 @@ def build_tasks(names: list[str], args) -> list:
     for path in [*data.values(), *([default_data] if default_data else [])]:
         if not Path(path).exists():
             raise UserError(f"--data '{path}' does not exist")
-    extra = {}
-    for item in args.task_option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--task-option '{item}' must be KEY=VALUE")
-        extra[key] = _parse_value(value)
+    extra = task_options(args)
     tasks = []
     for name in names:
         opts = dict(extra)
@@ -130,6 +136,10 @@ def write_results(out: str | None, results: list[dict], stage: Path | None = Non
 
 def print_table(results: list[dict]) -> None:
     cols = ["accuracy", "mean_length", "truncation_rate"]
+    if any(r["metrics"].get("mean_thinking_tokens") or r["metrics"].get("truncated_in_thinking") for r in results):
+        cols += ["mean_thinking_tokens", "truncated_in_thinking"]
+    if any("seconds_per_solved" in r["metrics"] for r in results):
+        cols.append("seconds_per_solved")
     for r in results:
         cols += [k for k in r["metrics"] if k not in cols and k.startswith(("pass@", "nll", "perplexity"))]
     rows = [[r["task"], str(r["n"]), *[_fmt(r["metrics"].get(c)) for c in cols]] for r in results]

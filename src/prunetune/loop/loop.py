@@ -24,6 +24,7 @@ from prunetune.loop.planner import (
     gate_task_name,
     reward_task_name,
     step_spec,
+    task_options,
     validate_recipe,
 )
 from prunetune.loop.recipe import Recipe, dump_recipe
@@ -382,7 +383,7 @@ class Loop:
 
         r = self.recipe.recovery
         name = reward_task_name(self.recipe)
-        task = get_task(name, **(r.reward_task_options or self.recipe.evaluation.task_options.get(name, {})))
+        task = get_task(name, **task_options(self.recipe, name, reward=True))
         examples = task.examples(split="train", limit=size, seed=seed)
         reward = reward_function(task, r.correctness_weight, r.format_weight, examples)
         return grpo_records(task, examples, tok), [reward]
@@ -395,7 +396,7 @@ class Loop:
         model_dir = self.rundir.save_for_serving(model, tok) if e.backend == "vllm" else None
         results = {}
         for name in e.tasks:
-            task = get_task(name, **e.task_options.get(name, {}))
+            task = get_task(name, **task_options(self.recipe, name))
             r = evaluate(model, tok, task, limit=e.limit, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
                          seed=self.recipe.seed, out_dir=out_dir if dist.is_main() else None, progress=self.progress,
                          backend=e.backend, model_dir=model_dir)

@@ -212,6 +212,19 @@ class EvalConfig:
     vLLM in its own process; PRUNETUNE_VLLM_PYTHON names a Python that has vLLM)."""
     task_options: dict[str, dict] = field(default_factory=dict)
     """Per-task constructor options, e.g. {gsm8k: {data: data/gsm8k.jsonl}}."""
+    think: Literal["auto", "none"] | list[str] = "auto"
+    """Reasoning-trace delimiters [start, end] for every math and code task (and the GRPO reward task):
+    answers are read after the trace, an unclosed trace is wrong | auto: the chat template's | none.
+    A task's own task_options.think wins."""
+    enable_thinking: bool | None = None
+    """The chat template's thinking switch (Qwen3, SmolLM3) for every task that uses the template;
+    null: the template's default. An error for a template without it."""
+
+    def __post_init__(self):
+        if isinstance(self.think, list):
+            from prunetune.tasks.thinking import check_delimiters
+
+            check_delimiters(self.think, "evaluation.think")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Run reports: the per-iteration table and the accuracy-versus-parameters and recovery-loss plots.
+"""Run reports: the per-iteration table and the accuracy-versus-parameters, accuracy-versus-seconds-per-solved-
+problem and recovery-loss plots.
 
 Reads only what a run wrote (summary.json, metrics.jsonl, iteration_NN/state/eval.json), so it can be
 re-drawn at any time with `prunetune report RUN_DIR`, also for a run that is still going.
@@ -30,6 +31,15 @@ def _load_run(run: Path) -> dict:
 
 def _accuracy(metrics: dict, task: str) -> float | None:
     return metrics.get(task, {}).get("accuracy")
+
+
+def _seconds(metrics: dict, task: str) -> float | None:
+    """Seconds per solved problem (total generation time / solved); None when unmeasured or none solved."""
+    return metrics.get(task, {}).get("seconds_per_solved")
+
+
+def _fmt_seconds(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _tasks(run: dict) -> list[str]:
@@ -98,6 +108,11 @@ def _plots(run: dict, others: list[dict], out: Path) -> list[str]:
         plt.close(fig)
         files.append(name)
 
+    for task in _tasks(run):
+        name = _cost_plot(run, others, task, out, plt)
+        if name:
+            files.append(name)
+
     losses = [m for m in run["metrics"] if m.get("event") == "recover" and m.get("loss") is not None]
     if losses:
         fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -125,11 +140,45 @@ def _plots(run: dict, others: list[dict], out: Path) -> list[str]:
     return files
 
 
+def _cost_plot(run: dict, others: list[dict], task: str, out: Path, plt) -> str | None:
+    """Accuracy against seconds per solved problem (dense, every iteration, compared runs); None if unmeasured."""
+
+    def points(r: dict) -> list[tuple[float, float, int]]:
+        evals = [r["baseline"]["metrics"], *[row["metrics"] for row in r["rows"]]]
+        return [(_seconds(m, task), _accuracy(m, task), i) for i, m in enumerate(evals)
+                if _seconds(m, task) is not None and _accuracy(m, task) is not None]
+
+    mine = points(run)
+    if not mine:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    label = run["dir"].name + (" (one-shot)" if run["summary"].get("one_shot") else " (gradual)")
+    ax.plot([p[0] for p in mine], [p[1] for p in mine], "o-", label=label)
+    for x, y, i in mine:
+        ax.annotate("dense" if i == 0 else str(i), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for other in others:
+        if other["baseline"] and task in other["baseline"]["metrics"]:
+            theirs = points(other)
+            label = other["dir"].name + (" (one-shot)" if other["summary"].get("one_shot") else "")
+            ax.plot([p[0] for p in theirs], [p[1] for p in theirs], "s--", label=label)
+    ax.set_xlabel("seconds per solved problem (generation time / solved)")
+    ax.set_ylabel(f"{task} accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Accuracy vs time per solved problem: {task}")
+    fig.tight_layout()
+    name = f"accuracy_vs_seconds_{task}.png"
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def _table(run: dict) -> tuple[list[str], list[list[str]]]:
     tasks = _tasks(run)
     head = ["iteration", "non-emb params", "kept", "intermediate", "kv heads", "layers", "damage", "steps"] + [
         f"{t} acc" for t in tasks
-    ]
+    ] + [f"{t} s/solved" for t in tasks]
     base = run["baseline"]
     dense_n = base["non_embedding_params"]
     shape = base.get("shape", {})
@@ -155,6 +204,7 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
         ]
         + ([""] if probes else [])
         + [f"{_accuracy(base['metrics'], t):.3f}" for t in tasks]
+        + [_fmt_seconds(_seconds(base["metrics"], t)) for t in tasks]
     ]
     for r in run["rows"]:
         m = evals.get(r["iteration"], {})
@@ -174,6 +224,7 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
                 f"{_accuracy(r['metrics'], t):.3f}" if _accuracy(r["metrics"], t) is not None else "-"
                 for t in tasks
             ]
+            + [_fmt_seconds(_seconds(r["metrics"], t)) for t in tasks]
         )
     return head, rows
 
@@ -242,13 +293,16 @@ def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -
     if s.get("family"):
         tasks = _tasks(run)
         fam_rows = [[f["dir"], f"{f['keep']:.2f}", f"{f['kept']:.1%}", f"{f['params']:,}", str(f["iteration"]),
-                     *[f"{_accuracy(f['metrics'], t):.3f}" for t in tasks]] for f in s["family"]]
+                     *[f"{_accuracy(f['metrics'], t):.3f}" for t in tasks],
+                     *[_fmt_seconds(_seconds(f["metrics"], t)) for t in tasks]] for f in s["family"]]
         lines += ["", "Family (servable checkpoints, one per requested size; `prunetune pick` chooses):", ""]
-        lines += format_table(["checkpoint", "size asked", "kept", "params", "iteration", *[f"{t} acc" for t in tasks]],
-                              fam_rows, style="markdown").splitlines()
+        lines += format_table(["checkpoint", "size asked", "kept", "params", "iteration", *[f"{t} acc" for t in tasks],
+                               *[f"{t} s/solved" for t in tasks]], fam_rows, style="markdown").splitlines()
     for o in others:
         oh, orows = _table(o)
         lines += ["", f"Compared run `{o['dir']}`:", "", *format_table(oh, orows, style="markdown").splitlines()]
+    lines += ["", "s/solved: seconds of generation per solved problem (total generation time / problems solved, "
+              "as the run's evaluation measured it; `prunetune pick --max-seconds-per-solved` selects by it)."]
     lines += [""] + [f"![{p}]({p})" for p in plots] + [""]
     md = "\n".join(lines)
     atomic_write_text(run_dir / "report.md", md)

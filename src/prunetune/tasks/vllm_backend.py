@@ -80,12 +80,13 @@ def run_jobs(jobs: list[dict], *, timeout: float = 3600) -> list[dict]:
 
 def generate(model_dir: str | Path, prompts: list[str], *, max_new_tokens: int, do_sample: bool = False,
              temperature: float = 1.0, top_p: float = 1.0, stop: list[str] | None = None, seed: int = 0,
-             max_model_len: int | None = None, dtype: str = "float32") -> list[dict]:
-    """One completion per prompt: {"text", "num_tokens", "finish_reason"} (stop strings removed)."""
+             max_model_len: int | None = None, dtype: str = "float32") -> tuple[list[dict], float]:
+    """One completion per prompt, {"text", "num_tokens", "finish_reason"} (stop strings removed), and the
+    wall time of generating them all (not the engine's start)."""
     job = {"model": str(model_dir), "mode": "generate", "prompts": prompts, "max_tokens": max_new_tokens,
            "temperature": temperature if do_sample else 0.0, "top_p": top_p if do_sample else 1.0,
            "stop": list(stop or []), "seed": seed, "max_model_len": max_model_len, "dtype": dtype}
     (result,) = run_jobs([job])
     if "error" in result:
         raise RuntimeError(f"vLLM could not serve '{model_dir}': {result['error']}")
-    return [o[0] for o in result["outputs"]]
+    return [o[0] for o in result["outputs"]], float(result.get("seconds", 0.0))

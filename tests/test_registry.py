@@ -58,3 +58,6 @@ def test_every_registry_lists_its_entries_and_options(capsys):
     keys = out.split("recipe keys")[1]  # every recipe key, sections flattened, with its default and doc
     assert "recovery.growth" in keys and "schedule.max_damage" in keys and "  iterations " in keys
     assert "steps of each iteration over the one before" in keys
+    # optional sub-sections are flattened too, and the recovery options from the dense model's outputs are there
+    assert "recovery.prompts.sources" in keys and "recovery.teacher_data.rejection" in keys
+    assert "recovery.teacher_correction.method" in keys and "onpolicy:" in out and "max_completion_length" in out

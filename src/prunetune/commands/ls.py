@@ -87,6 +87,9 @@ def recipe_keys() -> list[tuple[str, str, str]]:
                 out.append((f"{name}.{k}", d, text))
                 if (name, k) == ("recovery", "allocation_options"):
                     out += _allocation_keys()
+                sub = _optional_section(sections[name], k)  # e.g. recovery.prompts: {sources, ...}
+                if sub is not None:
+                    out += [(f"{name}.{k}.{kk}", dd, tt) for kk, dd, tt in describe(sub)]
         else:
             out.append((name, default, doc))
     return out
@@ -102,6 +105,18 @@ def _allocation_keys() -> list[tuple[str, str, str]]:
     return [(f"recovery.allocation_options.{k}", d,
              f"allocation: {e.name} only: {text}" + (f" (older recipes: recovery.{old[e.name, k]})" if (e.name, k) in old else ""))
             for e in ALLOCATIONS.entries() if e.options is not None for k, d, text in describe(e.options)]
+
+
+def _optional_section(cls, key: str):
+    """The dataclass a `X | None` field of `cls` holds, or None when the field is no such section."""
+    import dataclasses
+    import typing
+
+    hint = typing.get_type_hints(cls).get(key)
+    for arg in typing.get_args(hint):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
 
 
 def run(args) -> int:

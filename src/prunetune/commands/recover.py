@@ -13,14 +13,28 @@ EPILOG = (
 
 
 def register(sub):
-    p = sub.add_parser("recover", help="train a (pruned) model with cpt, sft, distill or grpo", epilog=EPILOG)
+    p = sub.add_parser("recover", help="train a (pruned) model with cpt, sft, distill, onpolicy or grpo", epilog=EPILOG)
     p.add_argument("model", help="checkpoint directory or built-in name (tiny-random-<family>, reference)")
     p.add_argument("--out", required=True, help="output checkpoint directory (must not exist)")
-    p.add_argument("--method", required=True, help="cpt | sft | distill | grpo")
+    p.add_argument("--method", required=True, help="cpt | sft | distill | onpolicy | grpo")
     p.add_argument(
         "--data", help="training data: JSONL / JSON / parquet / txt / datasets directory, or a text source (arith)"
     )
-    p.add_argument("--teacher", help="teacher checkpoint for --method distill")
+    p.add_argument("--teacher", help="teacher checkpoint: --method distill / onpolicy, --teacher-solutions")
+    p.add_argument("--prompts", nargs="+", metavar="SRC",
+                   help="prompts instead of --data: task names (their train-side generator), JSONL files or text "
+                        "sources; --method onpolicy trains on them, --teacher-solutions has the teacher solve them")
+    p.add_argument("--count", type=int, default=256, help="--prompts: how many (default 256)")
+    p.add_argument("--teacher-solutions", action="store_true",
+                   help="sequence-level distillation: train on the teacher's solutions to --prompts (sft, or "
+                        "distill with format=prompt_completion)")
+    p.add_argument("--rejection", action="store_true", help="--teacher-solutions: keep only those the task scores correct")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="--teacher-solutions: tokens per solution")
+    p.add_argument("--cache", help="--teacher-solutions: the generations file, reused and extended (default OUT.teacher_data.jsonl)")
+    p.add_argument("--correct-teacher", type=int, metavar="STEPS",
+                   help="teacher correction: fine-tune the teacher STEPS cpt steps on --data (default arith) first")
+    p.add_argument("--task-option", action="append", default=[], metavar="TASK.KEY=VALUE",
+                   help="--prompts from a task: an option of that task, e.g. products.max_digits=1")
     p.add_argument("--task", help="task whose score is the grpo reward (e.g. arith)")
     p.add_argument("--chunk", type=int, help="train on chunk I (0-based) of the data ...")
     p.add_argument("--chunk-size", type=int, help="... of N records (disjoint chunks per iteration)")
@@ -112,16 +126,20 @@ def execute(args):
     # an unknown method / key fails before any loading
     cfg = resolve_config(args.method, overrides)
     check_environment(cfg)
-    if args.teacher and args.method != "distill":
-        raise UserError("--teacher is only used by --method distill")
-    if args.method == "distill" and not args.teacher:
-        raise UserError("--method distill needs --teacher DIR")
+    teaching = _teaching_options(args)
+    uses_teacher = args.method in ("distill", "onpolicy") or args.teacher_solutions
+    if args.teacher and not uses_teacher:
+        raise UserError("--teacher is only used by --method distill / onpolicy and --teacher-solutions")
+    if uses_teacher and not args.teacher:
+        raise UserError(f"{'--teacher-solutions' if args.teacher_solutions else f'--method {args.method}'} needs --teacher DIR")
     src = resolve_model_path(args.model)
     if not is_builtin(src):
         read_history(src)  # written beside the output at the end: a corrupt one fails now, not after training
     # a sharding this launch or this model cannot run: from its config, before the weights load
     sharding.check(cfg, key="config", tied_embeddings=bool(getattr(model_config(src), "tie_word_embeddings", False)))
     _check_task(args)
+    if teaching is not None:
+        teaching.check(args, overrides)
     if args.data and args.method != "grpo":
         from prunetune.data import check_source, is_registered, load_records
 
@@ -129,8 +147,15 @@ def execute(args):
         if not is_registered(args.data):
             load_records(args.data)  # readable, before any weight loads (cached for the real read)
     model, tok = load_model(src, args.dtype)
-    records, reward_funcs = _records(args, tok)
     teacher = load_model(args.teacher, args.dtype, with_tokenizer=False)[0] if args.teacher else None
+    if teaching is not None:
+        teacher = teaching.correct(teacher, tok, progress=not args.quiet)
+    if teaching is not None and teaching.prompts is not None:
+        records, reward_funcs = teaching.records(teacher, tok, progress=not args.quiet), None
+        if args.teacher_solutions and overrides.get("chat_template") is None:
+            overrides["chat_template"] = False  # the task prompts are formatted already
+    else:
+        records, reward_funcs = _records(args, tok)
     rank = int(os.environ.get("RANK", "0"))
     clean_stale_temps(out.parent, out.name)  # what a killed recover of this --out left
     work = staging_path(out)  # scratch beside the output (not in /tmp), removed however this ends
@@ -184,6 +209,8 @@ def write_outputs(result, tokenizer, out, *, src: str, args, config: dict) -> No
         "source": src,
         "data": args.data,
         "teacher": args.teacher,
+        "prompts": args.prompts,
+        "teacher_solutions": args.teacher_solutions,
         "task": args.task,
         "chunk": args.chunk,
         "chunk_size": args.chunk_size,
@@ -207,3 +234,97 @@ def write_outputs(result, tokenizer, out, *, src: str, args, config: dict) -> No
 def run(args) -> int:
     execute(args)
     return 0
+
+
+class _Teaching:
+    """--prompts / --teacher-solutions / --correct-teacher: the loop's teacher options for one recovery."""
+
+    def __init__(self, args, prompts, data, correction, task_options):
+        self.args, self.prompts, self.data, self.correction = args, prompts, data, correction
+        self.task_options = task_options
+
+    def check(self, args, overrides) -> None:
+        from pathlib import Path
+
+        from prunetune.errors import UserError
+        from prunetune.io import check_output_path
+        from prunetune.loop.teaching import check_sources
+
+        if self.prompts is not None:
+            check_sources(self.prompts, "--prompts")
+            if not self.data and args.method not in ("onpolicy",):
+                raise UserError("--prompts feeds --method onpolicy or --teacher-solutions")
+        if self.data is not None:
+            if args.method not in ("sft", "distill") or (args.method == "distill" and overrides.get("format") != "prompt_completion"):
+                raise UserError("--teacher-solutions trains on (prompt, solution) pairs: --method sft, or distill with "
+                                "format=prompt_completion")
+            if not Path(self.cache_path).exists():
+                check_output_path(self.cache_path, "--cache")
+            self.cache = self._open_cache()  # a corrupt or mismatched cache fails before any weights load
+        if self.correction is not None and args.data:
+            from prunetune.data import check_source
+
+            check_source(args.data, "--data")
+
+    def _open_cache(self):
+        from prunetune.loop.teaching import open_cache
+
+        name = str(self.args.teacher) + (f" corrected cpt {self.args.correct_teacher}" if self.correction else "")
+        return open_cache(self.cache_path, self.prompts, self.data, name, self.task_options)
+
+    @property
+    def cache_path(self) -> str:
+        return self.args.cache or f"{str(self.args.out).rstrip('/')}.teacher_data.jsonl"
+
+    def correct(self, teacher, tok, *, progress: bool):
+        if self.correction is None:
+            return teacher
+        import tempfile
+        from pathlib import Path
+
+        from prunetune.loop.teaching import correct_teacher
+
+        with tempfile.TemporaryDirectory(prefix="prunetune-correct-") as work:
+            return correct_teacher(teacher, tok, self.correction, self.args.data or "arith", 0,
+                                   work_dir=Path(work), progress=progress).eval()
+
+    def records(self, teacher, tok, *, progress: bool) -> list[dict]:
+        from prunetune.loop.teaching import prompt_records, teacher_records
+
+        if self.data is None:
+            return prompt_records(self.prompts, tok, self.task_options, self.args.count)
+        return teacher_records(lambda: teacher, tok, self.prompts, self.data, self.cache, self.task_options,
+                               self.args.count, progress=progress)
+
+
+def _teaching_options(args):
+    """The teacher options the flags ask for, or None (then --data / --task as before)."""
+    from prunetune.errors import UserError
+    from prunetune.recovery.teacher_data import PromptsConfig, TeacherCorrectionConfig, TeacherDataConfig
+
+    if args.teacher_solutions and not args.prompts:
+        raise UserError("--teacher-solutions needs --prompts SRC (the prompts the teacher solves)")
+    if (args.rejection or args.cache) and not args.teacher_solutions:
+        raise UserError("--rejection and --cache go with --teacher-solutions")
+    if args.count < 1:
+        raise UserError("--count must be >= 1")
+    if not (args.prompts or args.correct_teacher):
+        return None
+    if args.correct_teacher is not None and args.correct_teacher < 1:
+        raise UserError("--correct-teacher must be >= 1 steps")
+    task_options: dict = {}
+    for item in args.task_option:
+        key, sep, value = item.partition("=")
+        task, dot, opt = key.partition(".")
+        if not sep or not dot:
+            raise UserError(f"--task-option '{item}': give TASK.KEY=VALUE, e.g. products.max_digits=1")
+        from prunetune.commands.taskflags import _parse_value
+
+        task_options.setdefault(task, {})[opt] = _parse_value(value)
+    prompts = PromptsConfig(sources=list(args.prompts)) if args.prompts else None
+    data = TeacherDataConfig(rejection=args.rejection, max_new_tokens=args.max_new_tokens) if args.teacher_solutions else None
+    correction = (TeacherCorrectionConfig(config={"max_steps": args.correct_teacher})
+                  if args.correct_teacher else None)
+    if prompts is None and args.method not in ("distill", "onpolicy"):
+        raise UserError("--correct-teacher corrects a teacher: --method distill / onpolicy or --teacher-solutions")
+    return _Teaching(args, prompts, data, correction, task_options)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from prunetune import dist
 from prunetune.checkpoint import count_params, load_model
-from prunetune.loop import family
+from prunetune.loop import family, teaching
 from prunetune.loop.allocations import LOSS, REST, Budget, StopAt
 from prunetune.loop.budget import choose_cut, future_cuts, records_for
 from prunetune.loop.planner import (
@@ -79,6 +79,7 @@ class Loop:
         self.final_width = final_mlp_width(recipe, self.dense_shape) if recipe.target.keep is not None else None
         self._held_out_batches = None  # drawn once per run, on first use
         self._answer_batches, self._reference = None, None  # the answer-token and KL measures' inputs, built once
+        self._records = None  # recovery records made once per run (teacher solutions, prompts), else None
 
     def run(self) -> dict:
         recipe = self.recipe
@@ -86,6 +87,7 @@ class Loop:
         model, tok = load_model(recipe.model, recipe.dtype)  # the last input read before the first write
         with self.rundir.claimed() as rd:
             log.info("run %s -> %s (%s)", recipe.model, rd.out, "one-shot" if recipe.one_shot else f"{len(self.steps)} iterations")
+            cache = teaching.run_cache(recipe, rd.out)  # a corrupt or mismatched cache fails before any work
             baseline = rd.baseline() or rd.save_baseline(
                 model, self._evaluate(model, tok, rd.work("baseline_eval")), rd.work("baseline_eval"), self.dense_shape
             )
@@ -98,7 +100,10 @@ class Loop:
             else:
                 state, history, opt = LoopState(queue=[s.to_dict() for s in self.steps]), [], None
                 last_metrics = baseline["metrics"]
-            dense_teacher = self._dense_teacher()
+            dense_teacher = self._dense_teacher(tok, rd.out)
+            self._records = teaching.run_records(recipe, tok, cache, dense_teacher, progress=self.progress)
+            if recipe.recovery.method not in teaching.TEACHER_METHODS:
+                dense_teacher = None  # it only wrote the solutions
             bar = self._bar(state)
             while state.queue and state.stopped_reason is None:
                 iteration = state.completed + 1
@@ -251,6 +256,10 @@ class Loop:
         reward_funcs = None
         if r.method == "grpo":
             records, reward_funcs = self._grpo_data(tok, size, seed * 1000 + state.chunks_used + 1)
+        elif self._records is not None:  # made once per run: fresh records while they last, then around again
+            records = [self._records[(state.records_used + i) % len(self._records)] for i in range(size)]
+            if r.teacher_data is not None and cfg.chat_template is None:
+                cfg.chat_template = False  # the teacher's prompts are formatted already
         else:
             records = take(r.data, state.records_used, size, seed=seed)
         schedule = None
@@ -439,15 +448,17 @@ class Loop:
                 best, best_acc = d, acc
         return best
 
-    def _dense_teacher(self):
+    def _dense_teacher(self, tok, out: Path):
+        """The dense teacher distillation supervises with (teacher-corrected once per run when asked)."""
         r = self.recipe.recovery
-        if r.method == "distill" and r.teacher == "dense":
-            return load_model(self.recipe.model, self.recipe.dtype)[0]
+        if (r.method in teaching.TEACHER_METHODS and r.teacher == "dense") or r.teacher_correction:
+            return teaching.corrected(load_model(self.recipe.model, self.recipe.dtype)[0], tok, self.recipe, out,
+                                     progress=self.progress)
         return None
 
     def _teacher(self, model, dense_teacher):
         """This iteration's distillation teacher: the dense model, or a copy of the model before the cut."""
-        if self.recipe.recovery.method != "distill":
+        if self.recipe.recovery.method not in teaching.TEACHER_METHODS:
             return None
         return dense_teacher if self.recipe.recovery.teacher == "dense" else copy.deepcopy(model).eval()
 

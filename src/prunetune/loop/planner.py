@@ -357,6 +357,9 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
         if r.min_share * (recipe.iterations - 1) + r.final_share >= 1:
             raise UserError(f"recovery.final_share={r.final_share} and min_share={r.min_share} leave nothing to "
                             "allocate: keep min_share x (iterations - 1) + final_share below 1")
+    from prunetune.loop.teaching import check_recipe
+
+    check_recipe(recipe, for_run=for_run)
     if recipe.schedule.shape == "damage" and (recipe.target.keep is None or recipe.schedule.mlp_neurons_per_iteration):
         raise UserError("schedule.shape damage needs target.keep (and no schedule.mlp_neurons_per_iteration)")
     if not recipe.evaluation.tasks:

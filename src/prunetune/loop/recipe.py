@@ -16,6 +16,7 @@ import yaml
 
 from prunetune.config import SEED_MAX, bounded, build, parse_overrides, read_yaml, to_dict
 from prunetune.errors import UserError, did_you_mean
+from prunetune.recovery.teacher_data import PromptsConfig, TeacherCorrectionConfig, TeacherDataConfig
 
 
 @dataclass
@@ -104,13 +105,13 @@ class PruneConfig:
 @dataclass
 class RecoveryConfig:
     method: str = "cpt"
-    """cpt | sft | distill | grpo | none (`prunetune ls -v` lists each method's config keys)."""
+    """cpt | sft | distill | onpolicy | grpo | none (`prunetune ls -v` lists each method's config keys)."""
     data: str = "arith"
     """Training data: a registered text source (built in: arith) or a local file; iteration i takes chunk i."""
     chunk_size: int = bounded(512, ge=1, le=100_000_000)
     """Records per iteration's chunk (fresh and disjoint across iterations, as in the paper)."""
     teacher: Literal["dense", "previous"] = "dense"
-    """distill only: dense (the original model, every iteration) | previous (the model before this
+    """distill and onpolicy: dense (the original model, every iteration) | previous (the model before this
     iteration's cut). Dense scored 0.832 vs 0.736 on the reference (bench/results/gradual_vs_oneshot.md)
     at the same peak memory: iteration 1's teacher is the uncut model either way."""
     reward_task: str | None = None
@@ -144,6 +145,15 @@ class RecoveryConfig:
     are not starved by the larger damage still to come; iterations x min_share must stay below 1."""
     config: dict = field(default_factory=dict)
     """The method's own config (max_steps, learning_rate, ...; `prunetune ls -v` lists the keys)."""
+    prompts: PromptsConfig | None = None
+    """{sources, ...}: prompts for teacher_data or method onpolicy (instead of recovery.data's records)."""
+    teacher_data: TeacherDataConfig | None = None
+    """{rejection, max_new_tokens, ...}: sequence-level distillation: the dense model's own solutions to
+    recovery.prompts are the recovery records (method sft, or distill with format prompt_completion);
+    generated once per run into teacher_data.jsonl in the run directory, reused on resume."""
+    teacher_correction: TeacherCorrectionConfig | None = None
+    """{method, data, records, config}: fine-tune the dense teacher briefly before it generates or
+    supervises (Minitron's teacher correction); once per run, kept in the run directory."""
 
     def __post_init__(self):
         from prunetune.loop.allocations import ALLOCATIONS, options_dict

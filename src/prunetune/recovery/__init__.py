@@ -1,4 +1,4 @@
-"""Recovery after pruning: cpt, sft, distill and grpo as thin layers over transformers / trl / peft.
+"""Recovery after pruning: cpt, sft, distill, onpolicy and grpo as thin layers over transformers / trl / peft.
 
 `recover()` is the one entry point: it checks the config, hands the model to the chosen tuner and
 returns the trained model with its metrics and (for carrying) its AdamW state. It writes nothing
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prunetune.config import build, describe
 from prunetune.errors import UserError
-from prunetune.recovery import cpt, distill, grpo, sft  # noqa: F401  (register the tuners)
+from prunetune.recovery import cpt, distill, grpo, onpolicy, sft  # noqa: F401  (register the tuners)
 from prunetune.recovery.schedule import GlobalSchedule
 from prunetune.recovery.trainer import TUNERS, CommonConfig, Context, Diverged, RecoveryResult
 from prunetune.recovery.until import StopWhen

@@ -41,6 +41,9 @@ class DistillConfig(TextConfig):
     """prompt_completion format: record field holding the completion (the only tokens with loss)."""
     messages_field: str = "messages"
     """prompt_completion format: record field holding a chat list."""
+    chat_template: bool | None = None
+    """prompt_completion format: wrap records in the tokenizer's chat template (None: when it has one;
+    false: as they are, e.g. recovery.teacher_data's formatted prompts)."""
     format: Literal["text", "prompt_completion"] = "text"
     """text (packed blocks, like cpt) | prompt_completion (like sft, KL on completions)."""
     temperature: float = bounded(2.0, gt=0.0)
@@ -163,6 +166,7 @@ def train(model, tokenizer, records: list[dict], cfg: DistillConfig, ctx: Contex
             completion_field=cfg.completion_field,
             messages_field=cfg.messages_field,
             max_length=cfg.max_length,
+            chat_template=cfg.chat_template,
         )
     mean_len = sum(len(e["input_ids"]) for e in examples) / len(examples)
     args.max_steps = plan_steps(cfg, args, len(examples), mean_len)

@@ -93,20 +93,25 @@ def pair_examples(
     completion_field: str,
     messages_field: str,
     max_length: int,
+    chat_template: bool | None = None,
 ) -> list[dict]:
     """Tokenized prompt+completion with labels on the completion tokens only (prompt labels are -100).
 
     Plain prompt/completion text is concatenated as is when the tokenizer has no chat template, and
-    wrapped in it (user turn, then assistant turn) when it has one. A `messages` list trains on its
-    last message, which must come from the assistant.
+    wrapped in it (user turn, then assistant turn) when it has one; `chat_template` False keeps them as
+    they are, True insists on the template. A `messages` list trains on its last message, which must
+    come from the assistant.
     """
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if chat_template and not has_template:
+        raise UserError("chat_template: true, but the tokenizer has no chat template")
     first = records[0]
     if prompt_field in first:
         if completion_field not in first:
             raise UserError(
                 f"data has no field '{completion_field}' (completion_field); fields are: {_fields(records)}"
             )
-        use_chat = bool(getattr(tokenizer, "chat_template", None))
+        use_chat = has_template if chat_template is None else chat_template
     elif messages_field in first:
         use_chat = True
     else:

@@ -25,6 +25,7 @@ def train(model, tokenizer, records: list[dict], cfg: PairsConfig, ctx: Context)
         completion_field=cfg.completion_field,
         messages_field=cfg.messages_field,
         max_length=cfg.max_length,
+        chat_template=cfg.chat_template,
     )
     args = training_args(cfg, ctx)
     mean_len = sum(len(e["input_ids"]) for e in examples) / len(examples)

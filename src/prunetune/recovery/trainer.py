@@ -141,6 +141,9 @@ class PairsConfig(CommonConfig):
     """Record field holding the completion (the only tokens with loss)."""
     messages_field: str = "messages"
     """Record field holding a chat list; its last (assistant) message is the completion."""
+    chat_template: bool | None = None
+    """Wrap prompt/completion records in the tokenizer's chat template: None when it has one | false: as
+    they are (prompts already formatted, e.g. recovery.teacher_data's) | true (an error without one)."""
 
 
 @dataclass

@@ -50,13 +50,14 @@ def options_of(entry) -> list[tuple[str, str, str]]:
         return []
     from prunetune.tasks import TASKS, task_options
 
+    docs = getattr(entry.obj, "option_docs", {})  # e.g. the tasks' think / enable_thinking (tasks/thinking.py)
     if entry.name in TASKS and TASKS.get(entry.name) is entry.obj:  # typed and bounded like config keys
-        return [(n, repr(d), _type_text(tp, bounds)) for n, tp, d, bounds in task_options(entry.obj)]
+        return [(n, repr(d), " ".join(filter(None, (_type_text(tp, bounds), docs.get(n, "")))))
+                for n, tp, d, bounds in task_options(entry.obj)]
     try:
         params = inspect.signature(entry.obj).parameters.values()
     except (TypeError, ValueError):
         return []
-    docs = getattr(entry.obj, "option_docs", {})  # e.g. the tasks' think / enable_thinking (tasks/thinking.py)
     return [
         (p.name, "(required)" if p.default is p.empty else repr(p.default), docs.get(p.name, ""))
         for p in params

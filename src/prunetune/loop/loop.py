@@ -14,17 +14,16 @@ from pathlib import Path
 
 from prunetune import dist
 from prunetune.checkpoint import count_params, load_model
-from prunetune.loop import family, teaching
+from prunetune.loop import family, gate, teaching
 from prunetune.loop.allocations import LOSS, REST, Budget, StopAt
 from prunetune.loop.budget import choose_cut, future_cuts, records_for
+from prunetune.loop.evaluation import evaluate_recipe, grpo_data
+from prunetune.loop.measures import Measures
 from prunetune.loop.planner import (
     Step,
     constraints_of,
     final_mlp_width,
-    gate_task_name,
-    reward_task_name,
     step_spec,
-    task_options,
     validate_recipe,
 )
 from prunetune.loop.recipe import Recipe, dump_recipe
@@ -77,8 +76,7 @@ class Loop:
         self.measures_damage = self.damage_mode or (spends and not recipe.one_shot and LOSS in self.allocation.measures)
         self.measures_rest = spends and REST in self.allocation.measures
         self.final_width = final_mlp_width(recipe, self.dense_shape) if recipe.target.keep is not None else None
-        self._held_out_batches = None  # drawn once per run, on first use
-        self._answer_batches, self._reference = None, None  # the answer-token and KL measures' inputs, built once
+        self.measures = Measures(recipe)  # the damage measures' inputs, built once per run on first use
         self._records = None  # recovery records made once per run (teacher solutions, prompts), else None
 
     def run(self) -> dict:
@@ -122,11 +120,11 @@ class Loop:
                 metrics = self._evaluate(model, tok, rd.work(f"eval_{iteration:02d}", clear=True))
                 rd.metric({"event": "eval", "iteration": iteration, **shape_fields(model), **count_params(model),
                            "metrics": metrics, "recovery_steps": state.recovery_steps, "tokens": state.tokens})
-                verdict = self._gate(metrics, baseline["metrics"], last_metrics)
+                verdict = gate.verdict(recipe, metrics, baseline["metrics"], last_metrics)
                 if verdict is not None:
                     rd.metric({"event": "gate", "iteration": iteration, "violation": verdict, "step": step.to_dict()})
                     log.info("iteration %d: gate violated (%s)", iteration, verdict)
-                    if self._retry_smaller(state, step):
+                    if gate.retry_smaller(recipe, state, step):
                         bar.total += 1
                         model, tok, opt = rd.restore(recipe.model, recipe.dtype)
                         continue
@@ -138,7 +136,7 @@ class Loop:
                 history = history + [cut.plan.to_dict()]
                 saved = rd.save_iteration(model, tok, iteration, history, metrics, state, opt, rd.work(f"eval_{iteration:02d}"))
                 family.export(rd.out, saved, recipe.export.keeps)
-                rd.apply_keep_policy(recipe.keep, self._best_iteration())
+                rd.apply_keep_policy(recipe.keep, gate.best_iteration(recipe, rd.iteration_metrics()))
                 last_metrics = metrics
                 log.info("iteration %d: %s non-embedding params, %s", iteration,
                          f"{count_params(model)['non_embedding_params']:,}", _fmt_metrics(metrics))
@@ -167,7 +165,7 @@ class Loop:
             batches, general = self._calibration(tok, state.completed + 1)
             scores = score_mlp(model, p.mlp_importance, batches, general_batches=general, seed=self.recipe.seed,
                                progress=False, options=p.mlp_options, layerwise=p.layerwise)
-            held_out = self._held_out(tok)
+            held_out = self.measures.held_out(tok)
             before = held_out_loss(model, held_out)
             losses = mlp_cut_losses(model, scores, candidates, held_out)
             chosen, damage = choose_cut(candidates, losses, before, s.max_damage)
@@ -191,7 +189,7 @@ class Loop:
         p = self.recipe.prune
         scores = score_mlp(model, p.mlp_importance, batches, general_batches=general, seed=self.recipe.seed,
                            progress=False, options=p.mlp_options, layerwise=p.layerwise)
-        return mlp_cut_losses(model, scores, [remaining], self._held_out(tok))[0] - now
+        return mlp_cut_losses(model, scores, [remaining], self.measures.held_out(tok))[0] - now
 
     def _calibration(self, tok, iteration: int):
         from prunetune.pruning.importance import calibration_inputs
@@ -199,18 +197,6 @@ class Loop:
         p = self.recipe.prune
         return calibration_inputs(tok, p.calibration, p.general, field=p.text_field, limit=p.calibration_samples,
                                   max_length=p.max_length, seed=self.recipe.seed * 1000 + iteration)
-
-    def _held_out(self, tok) -> list[dict]:
-        """Held-out calibration text for damage: another draw of the calibration source (the file's tail)."""
-        if self._held_out_batches is None:
-            from prunetune.data import held_out_pairs
-            from prunetune.pruning.damage import held_out_batches
-
-            p = self.recipe.prune
-            pairs = held_out_pairs(p.calibration, field=p.text_field, limit=self.recipe.schedule.held_out_samples,
-                                   seed=self.recipe.seed)
-            self._held_out_batches = held_out_batches(tok, pairs, max_length=p.max_length)
-        return self._held_out_batches
 
     def _prune(self, model, tok, step: Step, iteration: int, optimizer_state, state: LoopState,
                measured: Measured | None) -> Cut:
@@ -223,14 +209,14 @@ class Loop:
         else:
             batches, general = self._calibration(tok, iteration)
             scores = None
-            before = held_out_loss(model, self._held_out(tok)) if self.measures_damage else None
+            before = held_out_loss(model, self.measures.held_out(tok)) if self.measures_damage else None
         plan, optimizer_state = prune_step(
             model, step_spec(self.recipe, step), batches, general=general, constraints=constraints_of(self.recipe),
             seed=self.recipe.seed, progress=self.progress, optimizer_state=optimizer_state, mlp_scores=scores,
         )
         plan.meta["iteration"] = iteration
         dist.check_same_model(model, f"pruning in iteration {iteration}")
-        after = held_out_loss(model, self._held_out(tok)) if before is not None else None
+        after = held_out_loss(model, self.measures.held_out(tok)) if before is not None else None
         rest = self._rest_damage(model, tok, batches, general, after) if after is not None and self.measures_rest else None
         cut = Cut(plan, optimizer_state, before=before, after=after, rest=rest)
         counts = count_params(model)
@@ -255,7 +241,7 @@ class Loop:
         seed = self.recipe.seed
         reward_funcs = None
         if r.method == "grpo":
-            records, reward_funcs = self._grpo_data(tok, size, seed * 1000 + state.chunks_used + 1)
+            records, reward_funcs = grpo_data(self.recipe, tok, size, seed * 1000 + state.chunks_used + 1)
         elif self._records is not None:  # made once per run: fresh records while they last, then around again
             records = [self._records[(state.records_used + i) % len(self._records)] for i in range(size)]
             if r.teacher_data is not None and cfg.chat_template is None:
@@ -306,7 +292,7 @@ class Loop:
             return StopWhen(probed, 1)
         if stop_at is None:
             return None
-        target, batches = stop_at.loss, self._held_out(tok)
+        target, batches = stop_at.loss, self.measures.held_out(tok)
 
         def recovered(model, step: int) -> bool:
             loss = held_out_loss(model, batches)
@@ -359,7 +345,7 @@ class Loop:
         damage still to come over this cut's damage, which scales the last cut's predicted curve."""
         from prunetune.loop.probe import ProbeRun, ratio_of
 
-        measures = self._measures(tok)
+        measures = self.measures.all(tok)
         now = {name: fn(model) for name, fn in measures.items()}
         extra = lambda m: {name: round(fn(m), 5) for name, fn in measures.items()}  # noqa: E731
         o = self.allocation.options
@@ -368,85 +354,10 @@ class Loop:
                          after_cut={k: round(v, 5) for k, v in now.items()})
         return probe
 
-    def _measures(self, tok) -> dict:
-        """name -> model -> the damage measure (pruning/damage.py's MEASURES), inputs built once per run."""
-        from prunetune.pruning.damage import held_out_batches, kl_to_reference
-
-        if self._answer_batches is None:
-            from prunetune.data import held_out_pairs
-            from prunetune.pruning.damage import answer_pairs, dense_reference
-
-            p = self.recipe.prune
-            pairs = held_out_pairs(p.calibration, field=p.text_field, limit=self.recipe.schedule.held_out_samples,
-                                   seed=self.recipe.seed)
-            self._answer_batches = held_out_batches(tok, answer_pairs(pairs), max_length=p.max_length)
-            dense, _ = load_model(self.recipe.model, self.recipe.dtype)  # the KL's reference: the dense model
-            self._reference = dense_reference(dense, tok, [q for q, _ in pairs])
-            del dense
-        held_out, answer, ref = self._held_out(tok), self._answer_batches, self._reference
-        return {"held_out": lambda m: held_out_loss(m, held_out), "answer": lambda m: held_out_loss(m, answer),
-                "kl": lambda m: kl_to_reference(m, ref)}
-
-    def _grpo_data(self, tok, size: int, seed: int):
-        from prunetune.tasks import get_task, grpo_records, reward_function
-
-        r = self.recipe.recovery
-        name = reward_task_name(self.recipe)
-        task = get_task(name, **task_options(self.recipe, name, reward=True))
-        examples = task.examples(split="train", limit=size, seed=seed)
-        reward = reward_function(task, r.correctness_weight, r.format_weight, examples)
-        return grpo_records(task, examples, tok), [reward]
-
     def _evaluate(self, model, tok, out_dir: Path | None) -> dict:
-        from prunetune.tasks import get_task
-        from prunetune.tasks.evaluate import evaluate
-
-        e = self.recipe.evaluation
-        model_dir = self.rundir.save_for_serving(model, tok) if e.backend == "vllm" else None
-        results = {}
-        for name in e.tasks:
-            task = get_task(name, **task_options(self.recipe, name))
-            r = evaluate(model, tok, task, limit=e.limit, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
-                         seed=self.recipe.seed, out_dir=out_dir if dist.is_main() else None, progress=self.progress,
-                         backend=e.backend, model_dir=model_dir)
-            results[name] = r["metrics"]
-        return results
-
-    def _gate(self, metrics: dict, baseline: dict, previous: dict) -> str | None:
-        """None when the gate holds, else why it does not."""
-        g = self.recipe.gate
-        if g.max_drop is None:
-            return None
-        ref = self._gate_value(baseline if g.against == "dense" else previous)
-        now = self._gate_value(metrics)
-        if ref is None or now is None or ref - now <= g.max_drop:
-            return None
-        return f"accuracy {now:.3f} is {ref - now:.3f} below the {g.against} {ref:.3f} (max_drop {g.max_drop})"
-
-    def _retry_smaller(self, state: LoopState, step: Step) -> bool:
-        """Replace the failed step by its two halves when the gate allows another try."""
-        g = self.recipe.gate
-        halves = step.halves(self.recipe.schedule.round_to)
-        if g.on_violation != "rollback" or not halves or state.retries >= g.max_retries:
-            return False
-        state.retries += 1
-        state.rollbacks += 1
-        state.queue = [h.to_dict() for h in halves] + state.queue[1:]
-        log.info("rolled back; retrying with steps %s", [h.to_dict() for h in halves])
-        return True
-
-    # ---- helpers -----------------------------------------------------------------------------
-    def _gate_value(self, metrics: dict) -> float | None:
-        name = gate_task_name(self.recipe)
-        return metrics.get(name, {}).get("accuracy") if name else None
-
-    def _best_iteration(self) -> Path | None:
-        best, best_acc = None, -1.0
-        for d, metrics in self.rundir.iteration_metrics():
-            acc = self._gate_value(metrics)
-            if acc is not None and acc >= best_acc:
-                best, best_acc = d, acc
-        return best
+        serve = self.recipe.evaluation.backend == "vllm"
+        model_dir = self.rundir.save_for_serving(model, tok) if serve else None
+        return evaluate_recipe(self.recipe, model, tok, out_dir, model_dir=model_dir, progress=self.progress)
 
     def _dense_teacher(self, tok, out: Path):
         """The dense teacher distillation supervises with (teacher-corrected once per run when asked)."""

@@ -49,15 +49,17 @@ def run_worker(script: str, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def write_page(out: str, res: dict, page: str) -> None:
-    """`out`.json (the numbers) and `out`.md (the page), each written atomically; the page is printed."""
+def write_page(out: str, res: dict, page: str, *, quiet: bool = False) -> None:
+    """`out`.json (the numbers) and `out`.md (the page), each written atomically; the page is printed
+    unless `quiet`."""
     import json
 
     from prunetune.io import atomic_write_text
 
     atomic_write_text(Path(out + ".json"), json.dumps(res, indent=2) + "\n")
     atomic_write_text(Path(out + ".md"), page)
-    print(page)
+    if not quiet:
+        print(page)
 
 
 def torch_machine() -> dict:

@@ -44,7 +44,7 @@ def commands(work: Path, seed: int, kept: list[float] | None) -> list[tuple[list
     runs = []
     for keep, k in zip(KEEPS, kept):
         out = work / f"oneshot{keep:g}-s{seed}"
-        runs.append(([*base, f"output_dir={out}", "one_shot=true", f"target.keep={k + 1e-4:.4f}",
+        runs.append(([*base, f"output_dir={out}", "one_shot=true", f"target.keep={k + 1e-4:.4f}", "export.keeps=[]",
                       f"recovery.config.max_steps={per // 4}", f"recovery.chunk_size={per // 4 * RECORDS_PER_STEP}"], out))
     return runs
 

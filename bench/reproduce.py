@@ -255,7 +255,24 @@ SCHEDULES |= {
                                            [*CARRY, "recovery.allocation=geometric", "recovery.growth=3",
                                             "recovery.teacher=dense"]),
 }
-TOTAL_STEPS_SCHEDULES = ("gradual_4_geometric3", "gradual_4_geometric4", "gradual_4_geometric3_dense_teacher", "gradual_4_recovered_tol",
+# issue 27: the splits of published gradual pipelines under one warm-up-stable-decay schedule across the run
+# (the rate decays only in the last 10% of the 120 steps): Adapt-Pruner's linear split (stage i's share
+# proportional to i: 12/24/36/48 of 120 over 4 cuts, given here as the split it fixes) and geometric x3
+_WSD = [*CARRY[:-1], "recovery.global_schedule=true", "recovery.config.lr_scheduler_type=wsd"]
+SCHEDULES |= {
+    "gradual_4_linear_wsd": ("gradual_4", "linear 12/24/36/48, one WSD", 4,
+                             [*_WSD, "recovery.allocation=split", "recovery.split=[12, 24, 36, 48]"]),
+    "gradual_4_geometric3_wsd": ("gradual_4", "geometric x3, one WSD", 4,
+                                 [*_WSD, "recovery.allocation=geometric", "recovery.growth=3"]),
+    # the control: one-shot's single recovery under the same WSD (its default is a warm-up + cosine)
+    "one_shot_wsd": ("one_shot", "one WSD", 4, ["one_shot=true", *_WSD]),
+}
+# the predicting allocation (loop/probe.py): each cut's first 4 steps a probe of the held-out loss, the
+# cut's steps decided from the fitted curve, the last cut what is left
+SCHEDULES |= {
+    "gradual_4_probe": ("gradual_4", "probe (predicted split), one WSD", 4, [*_WSD, "recovery.allocation=probe"]),
+}
+TOTAL_STEPS_SCHEDULES = ("gradual_4_probe", "gradual_4_linear_wsd", "gradual_4_geometric3_wsd", "gradual_4_geometric3", "gradual_4_geometric4", "gradual_4_geometric3_dense_teacher", "gradual_4_recovered_tol",
                          "gradual_4_geometric", "gradual_8_geometric", "gradual_4_recovered", "gradual_4_recovered_wsd", "gradual_4_polish", "gradual_8_damage", "gradual_4_allocated", "gradual_4_floor", "gradual_8_damage_floor",
                          "gradual_4_floor_fresh", "gradual_4_split", "gradual_4_split_fresh")
 """Schedules that spend one run-wide budget (recovery.total_steps = the grid's total steps)."""

@@ -35,6 +35,9 @@ def world(tmp_path_factory):
     (w / "pickle").mkdir()
     (w / "pickle" / "config.json").write_text((w / "llama" / "config.json").read_text())
     (w / "pickle" / "pytorch_model.bin").write_bytes(b"\x80\x04 pickle")
+    _doctored(w, "missing", lambda sd: sd.pop("model.layers.1.mlp.down_proj.weight"))
+    _doctored(w, "unexpected", lambda sd: sd.update({"model.layers.9.mlp.up_proj.weight": sd["lm_head.weight"].clone()}))
+    _doctored(w, "mismatched", lambda sd: sd.update({"model.norm.weight": sd["model.norm.weight"][:-1].clone()}))
     (w / "afile").write_text("a file, not a directory")
     (w / "nonutf8.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')
     (w / "malformed.jsonl").write_text('{"text": "ok"}\n{"text": \n')
@@ -42,6 +45,12 @@ def world(tmp_path_factory):
     (w / "empty.jsonl").write_text("")
     (w / "corrupt.parquet").write_bytes(b"PAR1 not really")
     (w / "fake.gguf").write_bytes(b"GGUF garbage")
+    (w / "notext.jsonl").write_text('{"text": "ok"}\n\n{"body": "no text field"}\n')
+    (w / "number.jsonl").write_text('{"text": "ok"}\n7\n')
+    (w / "deep.yaml").write_text("model: " + "[" * 200 + "]" * 200 + "\n")
+    (w / "bomb.yaml").write_text("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh")))
+    (w / "dup.yaml").write_text("model: reference\niterations: 2\niterations: 3\n")
     (w / "empty.yaml").write_text("")
     (w / "list.yaml").write_text("- 1\n- 2\n")
     (w / "bad.yaml").write_text("model: [1\n")
@@ -54,6 +63,14 @@ def world(tmp_path_factory):
     (w / "exists" / "keep.txt").write_text("earlier result")
     (w / "notrun").mkdir()
     (w / "notrun" / "keep.txt").write_text("not a run")
+    _runs(w)
+    (w / "badhistory").mkdir()
+    for f in (w / "llama").iterdir():
+        os.link(f, w / "badhistory" / f.name)
+    (w / "badhistory" / "prunetune_history.json").write_text('{"not": "a list"}')
+    (w / "dangling").symlink_to(w / "nowhere")
+    (w / "exists.predictions").mkdir()
+    (w / "r.json").mkdir()  # a results path that is a directory
     run = w / "run"
     (run / "baseline").mkdir(parents=True)
     (run / "baseline" / "eval.json").write_text(
@@ -61,6 +78,68 @@ def world(tmp_path_factory):
     )
     (run / "metrics.jsonl").write_text('{"event": "baseline", "iteration": 0}\n')
     return w
+
+
+def _runs(w: Path) -> None:
+    """Run directories a kill, a full disk or a hand edit left in a state no run writes: r_<what is wrong>."""
+    import json
+
+    from prunetune.loop.recipe import dump_recipe, load_recipe
+
+    recipe = dump_recipe(load_recipe("smoke"))
+    ev = {"params": 10, "non_embedding_params": 8, "metrics": {"arith": {"accuracy": 0.5}}}
+    state = {"completed": 1, "queue": [], "recovery_steps": 2, "retries": 0}
+    good = {
+        "recipe.yaml": recipe,
+        "metrics.jsonl": '{"event": "baseline", "iteration": 0}\n{"event": "eval", "iteration": 1}\n',
+        "baseline/eval.json": json.dumps(ev),
+        "iteration_01/state/eval.json": json.dumps({**ev, "iteration": 1}),
+        "iteration_01/state/loop_state.json": json.dumps(state),
+        "family/keep_0.90/state/eval.json": json.dumps({**ev, "iteration": 1, "keep": 0.9, "kept": 0.8}),
+    }
+    bad = {
+        "state_notjson": {"iteration_01/state/loop_state.json": '{"completed": 1,'},
+        "state_list": {"iteration_01/state/loop_state.json": "[1, 2]"},
+        "state_completed": {"iteration_01/state/loop_state.json": json.dumps({**state, "completed": "one"})},
+        "state_retries": {"iteration_01/state/loop_state.json": json.dumps({**state, "retries": -1})},
+        "state_queue": {"iteration_01/state/loop_state.json": json.dumps({**state, "queue": [3]})},
+        "eval_nometrics": {"iteration_01/state/eval.json": json.dumps({"params": 10, "non_embedding_params": 8, "iteration": 1})},
+        "eval_accuracy": {"iteration_01/state/eval.json": json.dumps({**ev, "iteration": 1, "metrics": {"arith": {"accuracy": "high"}}})},
+        "base_notjson": {"baseline/eval.json": "{oops"},
+        "base_zero": {"baseline/eval.json": json.dumps({**ev, "non_embedding_params": 0})},
+        "base_nonutf8": {"baseline/eval.json": b'{"params": "\xe9"}'},
+        "metrics_list": {"metrics.jsonl": '[1, 2]\n{"event": "eval", "iteration": 1}\n'},
+        "metrics_noiter": {"metrics.jsonl": '{"event": "eval"}\n{"event": "eval", "iteration": 1}\n'},
+        "metrics_number": {"metrics.jsonl": '7\n{"event": "eval", "iteration": 1}\n'},
+        "recipe_corrupt": {"recipe.yaml": "model: [1\n"},
+        "recipe_list": {"recipe.yaml": "- 1\n"},
+        "summary_notjson": {"summary.json": "{"},
+        "summary_family": {"summary.json": json.dumps({"family": [{"dir": "x"}]})},
+        "family_nokeep": {"family/keep_0.90/state/eval.json": json.dumps({**ev, "iteration": 1})},
+        "family_notjson": {"family/keep_0.90/state/eval.json": "nope"},
+        "noiter": {"iteration_01/state/eval.json": None, "iteration_01/state/loop_state.json": None,
+                   "family/keep_0.90/state/eval.json": None},
+        "report_md_dir": {"report.md/x": "a directory where the report goes"},
+    }
+    for name, changes in bad.items():
+        for rel, text in {**good, **changes}.items():
+            if text is None:
+                continue
+            f = w / f"r_{name}" / rel
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(text) if isinstance(text, bytes) else f.write_text(text)
+
+
+def _doctored(w: Path, name: str, edit) -> None:
+    """A copy of the tiny llama whose safetensors `edit` changed (a tensor dropped, added or reshaped)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(w / "llama", w / name)
+    sd = load_file(w / name / "model.safetensors")
+    edit(sd)
+    save_file({k: v.contiguous() for k, v in sd.items()}, w / name / "model.safetensors", metadata={"format": "pt"})
 
 
 SMOKE = ["smoke"]
@@ -72,6 +151,9 @@ CASES = [
     ("prune {w}/corrupt --out {t}/o --mlp-fraction 0.5", "unreadable"),
     ("prune {w}/broken --out {t}/o --mlp-fraction 0.5", "cannot load model"),
     ("prune {w}/pickle --out {t}/o --mlp-fraction 0.5", "pickle"),
+    ("prune {w}/missing --out {t}/o --mlp-fraction 0.5", "missing: model.layers.1.mlp.down_proj.weight"),
+    ("prune {w}/unexpected --out {t}/o --mlp-fraction 0.5", "unexpected: model.layers.9.mlp.up_proj.weight"),
+    ("prune {w}/mismatched --out {t}/o --mlp-fraction 0.5", "mismatched: model.norm.weight"),
     ("prune {w}/llama --out {t}/o --mlp-fraction 1.5", "--mlp-fraction"),
     ("prune {w}/llama --out {t}/o --mlp-neurons -1", "--mlp-neurons"),
     ("prune {w}/llama --out {t}/o --kv-groups -1", "--kv-groups"),
@@ -120,6 +202,8 @@ CASES = [
     ("recover {w}/llama --out {t}/o --method cpt --data arith --chunk 1", "--chunk"),
     ("recover {w}/llama --out {t}/o --method cpt --data arith --chunk -1 --chunk-size 4", "--chunk"),
     ("recover {w}/llama --out {w}/afile/o --method cpt --data arith", "not a directory"),
+    ("recover {w}/missing --out {t}/o --method cpt --data arith", "missing: model.layers.1.mlp.down_proj.weight"),
+    ("recover {w}/llama --out {t}/o --method distill --data arith --teacher {w}/mismatched", "mismatched"),
     ("recover {w}/llama --out {w}/exists --method cpt --data arith", "already exists"),
     # eval
     ("eval {w}/llama", "--tasks"),
@@ -133,6 +217,13 @@ CASES = [
     ("eval {w}/llama --tasks arith --out {w}/exists", "already exists"),
     ("eval {w}/llama --tasks arith --out {w}/afile/r.json", "not a directory"),
     ("eval {w}/nope --tasks arith", "does not exist"),
+    ("eval {w}/llama --tasks arith --task-option think=[<t>,<t>]", "task option think: start and end delimiters"),
+    ("eval {w}/llama --tasks arith --task-option think=['',</t>]", "task option think: delimiters must not be empty"),
+    ("eval {w}/llama --tasks arith --task-option think=maybe", "task option think"),
+    ("eval {w}/llama --tasks gsm_symbolic --task-option enable_thinking=true", "task option enable_thinking"),
+    ("eval {w}/llama --tasks gsm_symbolic --task-option enable_thinking=maybe", "enable_thinking"),
+    ("eval {w}/missing --tasks arith", "does not match its config.json (missing"),
+    ("eval {w}/unexpected --tasks arith --limit 1", "unexpected: model.layers.9"),
     # score
     ("score --task bogus --completions {w}/completions.jsonl", "unknown task"),
     ("score --task arith --completions {w}/nope.jsonl", "does not exist"),
@@ -169,6 +260,9 @@ CASES = [
     ("validate smoke recovery.teacher=uncle", "recovery.teacher"),
     ("validate smoke recovery.config.max_steps=abc", "recovery.config.max_steps: expected an integer"),
     ("validate smoke evaluation.tasks=[]", "evaluation.tasks"),
+    ("validate smoke evaluation.think=[a,a]", "evaluation.think: start and end delimiters must differ"),
+    ("validate smoke evaluation.think=maybe", "evaluation.think"),
+    ("validate smoke evaluation.enable_thinking=maybe", "evaluation.enable_thinking"),
     ("validate smoke gate.task=perplexity gate.max_drop=0.1", "gate.task"),
     ("validate smoke bogus", "key=value"),
     ("validate smoke schedule.hidden.1=64", "schedule.hidden removes 64 of 64"),
@@ -194,13 +288,110 @@ CASES = [
     ("run smoke output_dir={t}/" + LONG, "too long"),
     ("run smoke output_dir={t}/run model={w}/broken", "cannot load model"),
     ("run smoke output_dir={t}/run model={w}/pickle", "pickle"),
+    ("run smoke output_dir={t}/run model={w}/missing", "missing: model.layers.1.mlp.down_proj.weight"),
+    ("run smoke output_dir={w}/notrun --restart", "holds no prunetune run"),
     ("run smoke output_dir={t}/run prune.calibration={w}/nonutf8.jsonl", "UTF-8"),
     ("run smoke output_dir={t}/run recovery.data={w}/malformed.jsonl", "malformed.jsonl:2"),
     ("run smoke output_dir={w}/notrun", "holds no prunetune run"),
+    # run: what a run wrote is read as untrusted input, before anything is written
+    ("run smoke output_dir={w}/r_state_notjson", "loop_state.json' is not valid JSON"),
+    ("run smoke output_dir={w}/r_state_list", "expected a JSON object, got list"),
+    ("run smoke output_dir={w}/r_state_completed", "'completed' has the wrong type"),
+    ("run smoke output_dir={w}/r_state_retries", "'retries' has the wrong type"),
+    ("run smoke output_dir={w}/r_state_queue", "'queue' has the wrong type"),
+    ("run smoke output_dir={w}/r_eval_nometrics", "'metrics' is missing"),
+    ("run smoke output_dir={w}/r_eval_accuracy", "'metrics' has the wrong type"),
+    ("run smoke output_dir={w}/r_base_notjson", "the run measures it again"),
+    ("run smoke output_dir={w}/r_base_zero", "'non_embedding_params' is 0"),
+    ("run smoke output_dir={w}/r_base_nonutf8", "not UTF-8"),
+    ("run smoke output_dir={w}/r_metrics_list", "metrics.jsonl:1: expected a JSON object, got list"),
+    ("run smoke output_dir={w}/r_metrics_noiter", "metrics.jsonl:1: 'iteration' is missing"),
+    ("run smoke output_dir={w}/r_metrics_number", "metrics.jsonl:1: expected a JSON object, got int"),
+    ("run smoke output_dir={w}/r_recipe_corrupt", "not valid YAML"),
+    ("run smoke output_dir={w}/r_recipe_list", "must be a mapping"),
+    ("run smoke output_dir={w}/afile", "afile' is not a directory"),
+    ("run smoke output_dir={w}/dangling", "symbolic link to nothing"),
+    # report, pick: the same files, the same reader
+    ("report {w}/r_base_notjson", "baseline/eval.json' is not valid JSON"),
+    ("report {w}/r_eval_nometrics", "iteration_01' (the run redoes that iteration)"),
+    ("report {w}/r_metrics_list", "metrics.jsonl:1"),
+    ("report {w}/r_metrics_noiter", "'iteration' is missing"),
+    ("report {w}/r_summary_notjson", "summary.json' is not valid JSON"),
+    ("report {w}/r_summary_family", "'family' is not a list of family members"),
+    ("report {w}/r_recipe_corrupt", "not valid YAML"),
+    ("report {w}/r_report_md_dir", "is a directory, not a file"),
+    ("pick {w}/r_family_nokeep --min-accuracy 0.1", "'keep' / 'kept' missing"),
+    ("pick {w}/r_family_notjson --min-accuracy 0.1", "keep_0.90/state/eval.json' is not valid JSON"),
+    ("pick {w}/r_noiter --min-accuracy 0.1", "no accepted iteration yet"),
+    ("pick {w}/r_base_zero --min-accuracy 0.1", "'non_embedding_params' is 0"),
+    ("pick {w}/notrun --min-accuracy 0.1", "not a prunetune run directory"),
+    ("pick {w}/afile --min-accuracy 0.1", "is a file, not a run directory"),
+    ("pick {w}/nope --max-params 10", "does not exist"),
+    # a model's history is read before the work, not when the output is written
+    ("prune {w}/badhistory --out {t}/o --mlp-fraction 0.5", "prunetune_history.json': expected a JSON list"),
+    ("recover {w}/badhistory --out {t}/o --method cpt --data arith", "prunetune_history.json"),
+    # outputs, derived ones included, checked before the work
+    ("prune {w}/llama --out {w}/dangling --mlp-fraction 0.5", "symbolic link to nothing"),
+    ("recover {w}/llama --out {w}/dangling --method cpt --data arith", "symbolic link to nothing"),
+    ("eval {w}/llama --tasks arith --out {w}/exists.json", "its predictions directory"),
+    ("eval {w}/llama --tasks arith --out {w}/r.json", "already exists"),
+    ("eval {w}/llama --tasks arith --out /proc/prunetune.json", "cannot write in '/proc'"),
+    ("prune {w}/llama --out /proc/o --mlp-fraction 0.5", "cannot write in '/proc'"),
+    ("score --task arith --completions {w}/completions.jsonl --out {w}/exists.json", "its predictions directory"),
+    ("score --task arith --completions {w}/completions.jsonl --out {w}/dangling", "symbolic link"),
+    ("run smoke output_dir=/proc/prunetune-run", "cannot write in '/proc'"),
+    ("import-gguf {w}/fake.gguf --out {w}/dangling", "symbolic link"),
+    # numbers: every one bounded where it is read (typed config and flags alike)
+    ("validate smoke seed=-1", "seed: must be at least 0"),
+    ("validate smoke seed=4294967296", "seed: must be at most 4294967295"),
+    ("validate smoke iterations=1001", "iterations: must be at most 1000"),
+    ("validate smoke iterations=" + "9" * 40, "iterations: must be at most"),
+    ("validate smoke schedule.round_to=" + "1" + "0" * 30, "schedule.round_to"),
+    ("validate smoke recovery.total_steps=" + "9" * 20, "recovery.total_steps"),
+    ("validate smoke recovery.total_steps=9 recovery.allocation=geometric recovery.growth=1e300", "recovery.growth"),
+    ("validate smoke evaluation.batch_size=9223372036854775808", "evaluation.batch_size"),
+    ("validate smoke prune.max_length=99999999999", "prune.max_length"),
+    ("validate smoke recovery.config.seed=-5", "recovery.config.seed"),
+    ("validate smoke schedule.mlp_iterations=[1,99999999999999]", "schedule.mlp_iterations[1]"),
+    ("plan smoke --gpus 99999999999999999999999999999", "--gpus"),
+    ("plan smoke --gpus 8 --gen-speedup inf", "--gen-speedup"),
+    ("plan smoke --gpus 8 iterations=0", "iterations: must be at least 1"),
+    ("validate smoke --bogus iterations=2", "unrecognized arguments: --bogus"),
+    ("plan smoke --gpus 8 --tokens-per-record 1" + "0" * 25, "--tokens-per-record"),
+    ("eval {w}/llama --tasks arith --limit 1" + "0" * 25, "--limit"),
+    ("eval {w}/llama --tasks arith --seed -1", "--seed"),
+    ("eval {w}/llama --tasks arith --batch-size 9223372036854775808", "--batch-size"),
+    ("prune {w}/llama --out {t}/o --mlp-fraction 0.5 --seed 4294967296", "--seed"),
+    ("pick {w}/run --max-params 1" + "0" * 30, "--max-params"),
+    ("reference eval --n 1" + "0" * 30, "--n"),
+    ("validate smoke export.keeps=[0.801,0.799]", "both be written as family/keep_0.80"),
+    ("validate smoke target.keep=0.5 export.keeps=[0.3]", "below target.keep=0.5"),
+    ("validate smoke iterations=4 recovery.total_steps=3", "fewer than iterations=4"),
+    # task options typed per task
+    ("eval {w}/llama --tasks arith --task-option min_steps=abc", "option min_steps: expected an integer"),
+    ("eval {w}/llama --tasks arith --task-option size=0", "option size: must be at least 1"),
+    ("eval {w}/llama --tasks arith --task-option max_number=-4", "option max_number: must be at least 1"),
+    ("eval {w}/llama --tasks humaneval --task-option chat=maybe", "option chat: expected true or false"),
+    ("eval {w}/llama --tasks humaneval --task-option workers=0", "option workers"),
+    ("validate smoke evaluation.task_options.arith.size=-1", "option size"),
+    # records of the wrong shape, named file:line
+    ("prune {w}/llama --out {t}/o --mlp-fraction 0.5 --calibration {w}/notext.jsonl", "notext.jsonl:3: no field 'text'"),
+    ("prune {w}/llama --out {t}/o --mlp-fraction 0.5 --calibration {w}/number.jsonl", "number.jsonl:2"),
+    ("recover {w}/llama --out {t}/o --method cpt --data {w}/number.jsonl", "number.jsonl:2"),
+    ("eval {w}/llama --tasks perplexity --data {w}/notext.jsonl", "notext.jsonl:3: no field 'text'"),
+    # user text is no format string; recipes are small files
+    ("recover {w}/llama --out {t}/o --method cpt --data arith template=Q:{{", "template: Single"),
+    ("recover {w}/llama --out {t}/o --method cpt --data arith template={{0}}", "is not a record field name"),
+    ("validate {w}/deep.yaml", "nested too deeply"),
+    ("validate {w}/bomb.yaml", "expands to more than"),
+    ("validate {w}/dup.yaml", "key 'iterations' is given twice"),
+    ("run smoke output_dir={t}/run model={w}/llama evaluation.tasks=[gsm_symbolic] evaluation.enable_thinking=true",
+     "evaluation.enable_thinking: this tokenizer has no chat template"),
     # report, reference, demo, ls
     ("report {w}/nope", "not a prunetune run"),
     ("report {w}/notrun", "not a prunetune run"),
     ("report {w}/run --compare {w}/nope", "--compare"),
+    ("pick {w}/run --max-seconds-per-solved 0", "--max-seconds-per-solved must be positive"),
     ("reference build --out {t}/r --steps 0", "--steps"),
     ("reference build --out {w}/exists --steps 1", "already exists"),
     ("reference eval --n 0", "--n"),

@@ -130,11 +130,16 @@ def load_model(name: str | os.PathLike, dtype=None, *, with_tokenizer: bool = Tr
     name = str(path)
     model_type(path)  # family check before loading weights
     try:
-        with quiet_hf_progress():
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        with quiet_hf_progress(), _quiet_load_report():
+            model, info = AutoModelForCausalLM.from_pretrained(
+                name, dtype=dtype, output_loading_info=True, ignore_mismatched_sizes=True
+            )
     except Exception as e:  # noqa: BLE001 - safetensors/OS/shape errors all mean an unusable checkpoint
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load model from '{name}': {first}") from None
+    bad = weight_problems(info)
+    if bad:  # transformers would go on with those weights newly initialized: never prune or train that
+        raise UserError(f"cannot load model from '{name}': the checkpoint does not match its config.json ({bad})")
     model.eval()
     tok = None
     if with_tokenizer:
@@ -147,9 +152,42 @@ def load_model(name: str | os.PathLike, dtype=None, *, with_tokenizer: bool = Tr
     return model, tok
 
 
+def weight_problems(info: dict, shown: int = 3) -> str:
+    """The missing, unexpected and mismatched weights in transformers' loading info, named ('' if none)."""
+    parts = []
+    for label, keys in (("missing", info.get("missing_keys")), ("unexpected", info.get("unexpected_keys")),
+                        ("mismatched", info.get("mismatched_keys"))):
+        names = sorted(k[0] if isinstance(k, tuple) else str(k) for k in keys or ())
+        if names:
+            more = f" and {len(names) - shown} more" if len(names) > shown else ""
+            parts.append(f"{label}: {', '.join(names[:shown])}{more}")
+    return "; ".join(parts)
+
+
+@contextlib.contextmanager
+def _quiet_load_report():
+    """transformers prints a multi-line LOAD REPORT for missing keys; prunetune reports them itself."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def read_history(path: str | os.PathLike) -> list[dict]:
+    """The checkpoint's pruning history (prunetune_history.json; [] when it has none), checked."""
+    from prunetune.io import read_json
+
     f = Path(path) / HISTORY_FILE
-    return json.loads(f.read_text()) if f.is_file() else []
+    if not f.is_file():
+        return []
+    history = read_json(f, kind=list, fix="fix or remove that file (it only records earlier pruning steps)")
+    if not all(isinstance(h, dict) for h in history):
+        raise UserError(f"'{f}': expected a list of pruning steps (JSON objects); fix or remove that file")
+    return history
 
 
 def save_checkpoint(

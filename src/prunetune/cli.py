@@ -14,7 +14,7 @@ from prunetune.errors import UserError
 
 # Each module in prunetune/commands/ exposes register(subparsers); its parser sets `handler`.
 COMMANDS = (
-    "ls", "inspect", "prune", "import_gguf", "recover", "eval", "score",
+    "ls", "inspect", "prune", "import_gguf", "export", "recover", "eval", "score",
     "plan", "validate", "run", "report", "pick", "reference", "demo",
 )
 
@@ -35,12 +35,35 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # not built yet
             raise
         mod.register(sub)
+    for command in sub.choices.values():
+        _bound_numbers(command)
     return parser
+
+
+def _bound_numbers(parser: argparse.ArgumentParser) -> None:
+    """Every `type=int` / `type=float` flag parsed by the typed config's number rules and default limits
+    (`--limit 10**40`, `--seed -1`, `--gen-speedup inf` are one-line errors naming the flag)."""
+    from prunetune.config import SEED_MAX, bounded_flag
+
+    for action in parser._actions:
+        if action.type is int:
+            action.type = bounded_flag(int, ge=0, le=SEED_MAX) if action.dest == "seed" else bounded_flag(int)
+        elif action.type is float:
+            action.type = bounded_flag(float)
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _bound_numbers(child)
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # key=value overrides go anywhere on the line, also after an option (`plan R --gpus 8 k=v`)
+        if isinstance(getattr(args, "overrides", None), list) and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides += extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.handler(args) or 0)
     except UserError as e:

@@ -36,8 +36,18 @@ class Raw(str):
     """Text from a command-line override: parsed by the type of the field it lands in, not by YAML rules."""
 
 
+INT_LIMIT = 2**31 - 1
+"""The largest integer any field takes unless its own bounds say otherwise (a count, a step, a size:
+past it a value is a typo, and Python's unbounded ints would overflow later in torch, numpy or floats)."""
+FLOAT_LIMIT = 1e12
+"""The largest magnitude of a float field without bounds of its own."""
+SEED_MAX = 2**32 - 1
+"""Seeds are 0 .. 2**32-1 (what numpy and torch's generators take)."""
+
+
 def bounded(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, **kw):
-    """A dataclass field whose numeric value is checked against the given bounds when built."""
+    """A dataclass field whose numeric value is checked against the given bounds when built (a field with
+    no upper bound of its own is still held to INT_LIMIT / FLOAT_LIMIT, as every numeric field is)."""
     meta = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
     return dataclasses.field(default=default, metadata=meta, **kw)
 
@@ -73,16 +83,63 @@ def read_yaml(path: str | Path, what: str = "recipe") -> dict:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{what} file '{path}' does not exist")
+    if p.stat().st_size > YAML_MAX_BYTES:
+        raise UserError(f"{what} '{path}' is {p.stat().st_size:,} bytes; a recipe is a small file (at most {YAML_MAX_BYTES:,})")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = _load_bounded(p.read_text(encoding="utf-8"), f"{what} '{path}'")
     except UnicodeDecodeError:
         raise UserError(f"{what} '{path}' is not UTF-8 text") from None
+    except RecursionError:
+        raise UserError(f"{what} '{path}' is nested too deeply (at most {YAML_MAX_DEPTH} levels)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise UserError(f"{what} '{path}' is not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
     if not isinstance(data, dict):
         raise UserError(f"{what} '{path}' must be a mapping of keys, got {type(data).__name__}")
     return data
+
+
+YAML_MAX_BYTES, YAML_MAX_DEPTH, YAML_MAX_NODES = 1_000_000, 32, 100_000
+"""A recipe is a small file: bounds on its size, nesting and (aliases expanded) number of values."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML lets the last silently win)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value
+                if key in seen and key != "<<":
+                    raise UserError(f"key '{key}' is given twice (line {key_node.start_mark.line + 1}); keep one")
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _load_bounded(text: str, what: str):
+    """yaml.safe_load with bounds on depth and on values counted with aliases expanded (no alias bomb),
+    and duplicate keys refused."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        count, stack = 0, [(node, 1)]
+        while stack:
+            n, depth = stack.pop()
+            count += 1
+            if depth > YAML_MAX_DEPTH:
+                raise UserError(f"{what} is nested too deeply (at most {YAML_MAX_DEPTH} levels)")
+            if count > YAML_MAX_NODES:
+                raise UserError(f"{what} expands to more than {YAML_MAX_NODES:,} values (aliases included); a recipe is small")
+            if isinstance(n, yaml.SequenceNode):
+                stack += [(c, depth + 1) for c in n.value]
+            elif isinstance(n, yaml.MappingNode):
+                stack += [(c, depth + 1) for kv in n.value for c in kv]
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def parse_scalar(raw: str) -> Any:
@@ -113,11 +170,18 @@ def _plain(value):
 
 # ---- building ----------------------------------------------------------------------------------
 def build(cls, data: Any, path: str = ""):
-    """An instance of dataclass `cls` from a mapping; unknown keys and ill-typed values name the key."""
+    """An instance of dataclass `cls` from a mapping; unknown keys and ill-typed values name the key.
+
+    A class may define `upgrade_keys(data, path) -> data` (a staticmethod) to read keys that older
+    recipes spell differently; it runs first, on a copy of the mapping.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise UserError(f"{path or 'the config'}: expected a mapping of keys, got {_show(data)}")
+    upgrade = getattr(cls, "upgrade_keys", None)
+    if upgrade is not None:  # a config's own shim for keys older recipes spell differently
+        data = upgrade(dict(data), path)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -126,7 +190,14 @@ def build(cls, data: Any, path: str = ""):
         if key not in fields:
             raise UserError(f"unknown key '{full}'{did_you_mean(key, fields)}")
         kwargs[key] = _check_bounds(coerce(value, hints[key], full), fields[key].metadata, full)
+        _check_limits(kwargs[key], full, fields[key].metadata)
     return cls(**kwargs)
+
+
+def coerce_field(cls, name: str, value: Any, key: str) -> Any:
+    """`value` checked as field `name` of dataclass `cls` (its type and bounds); errors name `key`."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return _check_bounds(coerce(value, typing.get_type_hints(cls)[name], key), f.metadata, key)
 
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
@@ -169,6 +240,8 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, str) and _INT.fullmatch(value.strip()):
+            if len(value.strip()) > 24:  # int() of thousands of digits is itself an error
+                raise UserError(f"{key}: must be at most {INT_LIMIT} in size, got a {len(value.strip())}-digit number")
             return int(value)
         raise UserError(f"{key}: expected an integer, got {_show(value)}")
     if tp is float:
@@ -226,6 +299,50 @@ def _check_bounds(value, meta, key: str):
         if name in meta and not test(value, meta[name]):
             raise UserError(f"{key}: must be {word} {meta[name]}, got {value}")
     return value
+
+
+def _check_limits(value, key: str, meta=None) -> None:
+    """The default bounds of every number in `value` (lists and mappings too) whose field sets no upper one."""
+    if meta and ("le" in meta or "lt" in meta):
+        return
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int) and not -INT_LIMIT <= value <= INT_LIMIT:
+        raise UserError(f"{key}: must be at most {INT_LIMIT} in size, got {_short(value)}")
+    if isinstance(value, float) and not abs(value) <= FLOAT_LIMIT:
+        raise UserError(f"{key}: must be at most {FLOAT_LIMIT:g} in size, got {value:g}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_limits(k, key)
+            _check_limits(v, f"{key}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_limits(v, f"{key}[{i}]")
+
+
+def _short(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 20 else f"{text[:8]}...({len(text)} digits)"
+
+
+def bounded_flag(kind=int, *, ge=None, gt=None, le=None, lt=None):
+    """An argparse `type` that parses a number and checks bounds the same way as config fields do (with the
+    same default limits), so `--limit 10**30` is the one-line error, not an overflow later."""
+    import argparse
+
+    meta = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+
+    def parse(text: str):
+        try:
+            value = coerce(str(text), kind, "value")
+            _check_bounds(value, meta, "value")
+            _check_limits(value, "value", meta)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix("value: ")) from None
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _show(value) -> str:

@@ -7,6 +7,7 @@ registers itself there). Errors name the path, line or field.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from functools import lru_cache
@@ -97,11 +98,33 @@ def check_source(source: str, key: str) -> None:
         )
 
 
+def where(source, index: int) -> str:
+    """Where record `index` (0-based) of `source` is: `file:line` for JSONL and text, else `file: record N`."""
+    p = Path(str(source))
+    if p.is_file() and p.suffix not in (".json", ".parquet"):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            seen = -1
+            with open(p, encoding="utf-8") as f:
+                for line_no, line in enumerate(f, 1):
+                    seen += bool(line.strip())
+                    if seen == index:
+                        return f"{source}:{line_no}"
+    return f"{source}: record {index + 1}"
+
+
 def field_values(records: list[dict], field: str, source: str = "data") -> list:
-    """The values of one field; a missing field is an error naming it and the fields that exist."""
-    if field not in records[0]:
-        raise UserError(f"{source}: no field '{field}'; fields are: {', '.join(map(str, records[0]))}")
+    """The values of one field in every record; a record without it is an error naming file:line, the
+    field and the fields that record has."""
+    for i, r in enumerate(records):
+        if field not in r or r[field] is None:
+            raise UserError(f"{where(source, i)}: no field '{field}'; fields are: {', '.join(map(str, r)) or '(none)'}")
     return [r[field] for r in records]
+
+
+def require_fields(records: list[dict], fields: tuple[str, ...], source: str = "data") -> None:
+    """Every record has each of `fields` (not null): else a UserError naming file:line and the field."""
+    for f in fields:
+        field_values(records, f, source)
 
 
 def take_chunk(records: list, index: int, size: int) -> list:
@@ -177,6 +200,7 @@ def calibration_texts(source: str | None, *, field: str = "text", limit: int = 6
         raise UserError("no calibration text given")
     records = load_records(source)
     if field not in records[0] and {"question", "answer"} <= set(records[0]):
+        require_fields(records, ("question", "answer"), source)
         texts = [f"Question: {r['question']}\nAnswer: {r['answer']}" for r in records]
     else:
         texts = [str(t) for t in field_values(records, field, source)]

@@ -532,3 +532,49 @@ def test_a_sharding_that_cannot_run_is_refused_before_loading(tmp_path, capsys):
     assert run_cli("run", "smoke", f"output_dir={tmp_path / 'r'}", "recovery.config.sharding=fsdp") == 2
     assert "needs several processes" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+PROBE = ["iterations=2", "schedule.kv_groups={}", "recovery.total_steps=8", "recovery.allocation=probe",
+         "recovery.probe_steps=2", "recovery.global_schedule=true", "schedule.held_out_samples=4"]
+
+
+def test_probe_allocation_counts_its_probes_and_spends_the_budget_once(tmp_path):
+    summary = run(_recipe(tmp_path, *PROBE), progress=False)
+    out = tmp_path / "run"
+    events = read_jsonl(out / "metrics.jsonl")
+    done = [e["steps"] for e in events if e["event"] == "recovery_done"]
+    budgets = [e for e in events if e["event"] == "budget"]
+    assert summary["recovery_steps"] == sum(done) == 8
+    assert [b["iteration"] for b in budgets] == [1, 2] and [b["steps"] for b in budgets] == done
+    first = budgets[0]
+    assert len(first["probe_values"]) == 3 and first["decided_steps"] == done[0] >= 2  # the probe is in its steps
+    assert set(first["measures_after_cut"]) == set(first["measures_after_probe"]) == {"held_out", "answer", "kl"}
+    assert budgets[1]["decided_steps"] == 8 - done[0]  # the last cut: what was left
+    assert f"| 2 -> {done[0]}, floor " in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["recovery.probe_steps=-1"], "recovery.probe_steps"),
+    (["recovery.probe_steps=5"], "recovery.probe_steps=5 x iterations=2 is more than recovery.total_steps=8"),
+    (["recovery.global_schedule=false"], "recovery.allocation: probe needs recovery.total_steps and"),
+])
+def test_bad_probe_options_are_one_line_errors_before_any_weights_load(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    assert run_cli("run", "smoke", f"output_dir={out}", *PROBE, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_sigkill_mid_probe_resumes_with_its_steps_counted_once(tmp_path):
+    out = tmp_path / "run"
+    killed = _cli(out, *PROBE, crash="probe:2")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (out / "iteration_01").is_dir() and not (out / "iteration_02").exists()
+    done = _cli(out, *PROBE)
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = read_jsonl(out / "metrics.jsonl")
+    steps = [e["steps"] for e in events if e["event"] == "recovery_done"]
+    assert [e["iteration"] for e in events if e["event"] == "budget"] == [1, 2]  # the killed probe's lines dropped
+    assert json.loads((out / "summary.json").read_text())["recovery_steps"] == sum(steps) == 8

@@ -158,3 +158,110 @@ def test_auto_map_of_an_input_is_not_copied_into_outputs(tmp_path):
     assert run_cli("prune", tmp_path / "m", "--out", tmp_path / "o", "--mlp-fraction", "0.25",
                    "--calibration-samples", "4") == 0
     assert "auto_map" not in json.loads((Path(tmp_path) / "o" / "config.json").read_text())
+
+
+def _fake_run(out: Path) -> None:
+    """What a run killed after its first iteration leaves, as far as --restart can tell."""
+    (out / "iteration_01" / "state").mkdir(parents=True)
+    (out / "baseline").mkdir()
+    (out / "recipe.yaml").write_text(_text())
+    (out / "metrics.jsonl").write_text('{"event": "baseline", "iteration": 0}\n')
+    (out / ".iteration_02.tmp-0123abcd").mkdir()
+
+
+def test_restart_refuses_a_directory_that_was_never_a_run_and_does_not_suggest_it(tmp_path, capsys):
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "thesis.tex").write_text("two years of work")
+    (out / "recipe.yaml").write_text("model: mine\n")  # a user's own recipe beside it is no run either
+    for restart in ([], ["--restart"]):
+        assert run_cli("run", "smoke", f"output_dir={out}", *FAST, *restart) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds no prunetune run" in err[0] and "--restart" not in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == ["recipe.yaml", "thesis.tex"]
+    assert (out / "thesis.tex").read_text() == "two years of work"
+
+
+def test_restart_removes_what_the_run_wrote_and_nothing_else(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    _fake_run(out)
+    (out / "notes.txt").write_text("mine")
+    (out / "plots").mkdir()
+    rd = RunDir(out, _text(), restart=True)
+    with rd.claimed():
+        pass
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "log.txt", "notes.txt", "plots", "recipe.yaml"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_family_export_is_finished_on_resume(tmp_path):
+    from tests.loop.test_loop import _cli
+
+    out = tmp_path / "run"
+    keeps = ["iterations=1", "schedule.kv_groups={}", "export.keeps=[0.9]"]
+    killed = _cli(out, *keeps, crash="family:keep_0.90")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (out / "iteration_01" / "state" / "loop_state.json").is_file()
+    assert not (out / "family" / "keep_0.90").exists()
+    done = _cli(out, *keeps)
+    assert done.returncode == 0, done.stderr[-2000:]
+    member = out / "family" / "keep_0.90"
+    assert sorted(p.name for p in (out / "family").iterdir()) == ["keep_0.90"]  # no staging debris
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(member)
+    assert json.loads((member / "state" / "eval.json").read_text())["keep"] == 0.9
+    assert [m["keep"] for m in json.loads((out / "summary.json").read_text())["family"]] == [0.9]
+
+
+def test_a_full_disk_during_a_run_is_one_line_and_the_run_resumes(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import prunetune.loop.rundir as rundir
+
+    out, real = tmp_path / "run", rundir.save_checkpoint
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[2]))
+
+    monkeypatch.setattr(rundir, "save_checkpoint", full)
+    assert run_cli("run", "smoke", f"output_dir={out}", *FAST, "iterations=1", "--no-progress") == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"cannot write '{out / 'iteration_01'}': No space left on device" in errors[0]
+    assert (out / "baseline" / "eval.json").is_file()  # earlier results untouched
+    assert not [p.name for p in out.iterdir() if p.name.startswith("iteration_") or ".tmp-" in p.name]
+    monkeypatch.setattr(rundir, "save_checkpoint", real)
+    assert run_cli("run", "smoke", f"output_dir={out}", *FAST, "iterations=1", "--no-progress") == 0
+    assert (out / "iteration_01" / "model.safetensors").is_file()
+
+
+def test_recover_works_beside_its_output_not_in_the_system_temp_dir(tmp_path, monkeypatch, capsys):
+    import prunetune.recovery as recovery
+
+    seen = []
+
+    def fake(model, tok, method, records, overrides, *, work_dir, **kw):
+        seen.append(Path(work_dir))
+        assert Path(work_dir).is_dir()
+        raise UserError("stop here")
+
+    monkeypatch.setattr(recovery, "recover", fake)
+    assert run_cli("recover", "tiny-random-llama", "--out", tmp_path / "o", "--method", "cpt", "--data", "arith") == 2
+    assert seen and seen[0].parent == tmp_path and seen[0].name.startswith(".o.tmp-")
+    assert list(tmp_path.iterdir()) == []  # removed when the command ended
+
+
+@pytest.mark.slow
+def test_a_kill_during_a_prune_save_leaves_debris_the_next_prune_removes(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PRUNETUNE_CRASH_AT="atomic:o")
+    cmd = [sys.executable, "-m", "prunetune", "prune", "tiny-random-llama", "--out", str(tmp_path / "o"),
+           "--mlp-fraction", "0.25", "--calibration-samples", "4"]
+    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [p.name[:7] for p in tmp_path.iterdir()] == [".o.tmp-"] and not (tmp_path / "o").exists()
+    env.pop("PRUNETUNE_CRASH_AT")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]

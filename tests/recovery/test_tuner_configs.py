@@ -74,3 +74,23 @@ def test_grpo_vllm_rollout_keys_validate_and_reach_trl(monkeypatch):
 
     assert {"use_vllm", "vllm_mode", "vllm_server_port"} <= set(settings)
     assert all(hasattr(GRPOConfig, k) or k in GRPOConfig.__dataclass_fields__ for k in settings)  # names TRL knows
+
+
+def test_colocated_vllm_starts_from_the_model_as_cut_not_the_checkpoint_it_was_loaded_from(tmp_path):
+    """TRL's colocated vLLM builds its engine from model.name_or_path, then only copies weights in: after a
+    cut, that path must hold the cut shapes (the loaded checkpoint is the dense model)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from prunetune.builtin.tokenizer import tiny_tokenizer
+    from prunetune.pruning.plan import PruningPlan
+    from prunetune.pruning.surgery import apply_plan
+    from prunetune.recovery.grpo import point_vllm_at_current_shape
+
+    cfg = AutoConfig.for_model("llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, vocab_size=320)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.name_or_path = model.config.name_or_path = "dense-checkpoint"
+    apply_plan(model, PruningPlan(mlp_neurons={0: list(range(16)), 1: list(range(16))}))
+    path = point_vllm_at_current_shape(model, tiny_tokenizer(), tmp_path)
+    assert model.name_or_path == model.config.name_or_path == str(path)
+    assert AutoConfig.from_pretrained(path).intermediate_size == 48

@@ -43,3 +43,25 @@ def test_a_named_vllm_python_must_exist(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("PRUNETUNE_VLLM_PYTHON", str(tmp_path / "nope"))
     assert run_cli("eval", "reference", "--tasks", "arith", "--backend", "vllm") == 2
     assert "PRUNETUNE_VLLM_PYTHON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("program, message", [
+    ("python-without-vllm", "is a Python without vLLM"),
+    ("silent", "is not a Python"),
+])
+def test_a_named_vllm_python_that_cannot_run_vllm_is_one_line_naming_the_fix(monkeypatch, capsys, tmp_path,
+                                                                             program, message):
+    import sys
+
+    if program == "silent":
+        path = tmp_path / "silent"
+        path.write_text("#!/bin/sh\nexit 0\n")
+        path.chmod(0o755)
+    else:  # this test's own Python, told that vllm is not importable
+        path = tmp_path / "python"
+        path.write_text(f"#!/bin/sh\nexec {sys.executable} -c \"print('prunetune-vllm', False)\"\n")
+        path.chmod(0o755)
+    monkeypatch.setenv("PRUNETUNE_VLLM_PYTHON", str(path))
+    assert run_cli("eval", "reference", "--tasks", "arith", "--backend", "vllm") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "PRUNETUNE_VLLM_PYTHON" in err[0], err

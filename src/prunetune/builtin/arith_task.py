@@ -12,6 +12,7 @@ import re
 from prunetune.builtin import arith
 from prunetune.tasks.extract import extract_answer, numbers_equal
 from prunetune.tasks.task import TASKS, Example, check_limit
+from prunetune.tasks.thinking import OPTION_DOCS, Reasoning
 
 _FINAL = re.compile(r"####\s*-?\d+")
 DEFAULT_TEST_SIZE = 1000  # held-out problems served when no limit is given (200 gave +-1.5-3.5 points)
@@ -22,6 +23,7 @@ class ArithTask:
     """Generated multi-step arithmetic word problems (the reference model's format); exact final number."""
 
     name = "arith"
+    option_docs = {"think": OPTION_DOCS["think"]}  # no enable_thinking: the prompt never uses a chat template
 
     def __init__(
         self,
@@ -31,6 +33,7 @@ class ArithTask:
         max_value: int | None = None,
         distractor_prob: float = arith.DATA_OPTIONS["distractor_prob"],
         size: int = DEFAULT_TEST_SIZE,
+        think: str | list[str] = "auto",
     ):
         self.options = dict(
             min_steps=min_steps,
@@ -40,7 +43,11 @@ class ArithTask:
             distractor_prob=distractor_prob,
         )
         self.size = size
-        self.stop = ["\nQuestion:"]
+        self.reasoning = Reasoning(think, stop=["\nQuestion:"])
+
+    @property
+    def stop(self) -> list[str]:
+        return self.reasoning.generation_stop
 
     def examples(self, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Example]:
         """`limit` (default `size`) generated problems of `split`; train and test never overlap."""
@@ -55,14 +62,16 @@ class ArithTask:
         return Example(r["id"], r["question"], str(r["final"]), {"solution": r["answer"], "spec": r["spec"]})
 
     def build_prompt(self, example: Example, tokenizer) -> str:
-        return arith.prompt_text(example.prompt)
+        self.reasoning.bind(tokenizer)
+        return self.reasoning.seen(arith.prompt_text(example.prompt))
 
     def extract(self, completion: str) -> str | None:
-        return extract_answer(completion)
+        answer = self.reasoning.answer(completion)
+        return None if answer is None else extract_answer(answer)
 
     def score(self, example: Example, completion: str) -> float:
         return float(numbers_equal(self.extract(completion), example.target))
 
     def format_ok(self, completion: str) -> bool:
         """The training format's explicit final line `#### <integer>`."""
-        return _FINAL.search(completion) is not None
+        return self.reasoning.format_ok(completion, lambda answer: _FINAL.search(answer) is not None)

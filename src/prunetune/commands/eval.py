@@ -1,4 +1,5 @@
-"""`prunetune eval MODEL --tasks a,b`: accuracy, length and truncation per task, as a table and JSON."""
+"""`prunetune eval MODEL --tasks a,b`: accuracy, length, truncation, thinking tokens and seconds per solved
+problem per task, as a table and JSON (per-problem thinking / answer tokens and seconds in the predictions)."""
 
 from prunetune.commands.taskflags import add_task_flags
 
@@ -38,8 +39,9 @@ def run(args) -> int:
     from prunetune.commands.taskflags import (
         build_tasks,
         check_out,
-        predictions_dir,
         print_table,
+        staged_predictions,
+        task_options,
         write_results,
     )
     from prunetune.errors import UserError
@@ -66,14 +68,23 @@ def run(args) -> int:
                 "--backend vllm serves a checkpoint directory (not a model built in code) and runs --tasks only"
             )
     tasks = build_tasks([n.strip() for n in names], args)
+    task_options(args)  # a bad --task-option item fails before the model loads
     # read every task's examples before loading the model: bad names, files and lines fail fast
     examples = [t.examples(split=args.split, limit=args.limit, seed=args.seed) for t in tasks]
 
     from prunetune.checkpoint import load_model
-    from prunetune.tasks.evaluate import evaluate
 
     model, tok = load_model(args.model, args.dtype)
-    pred_dir = predictions_dir(args.out)
+    with staged_predictions(args.out) as pred_dir:
+        results = _evaluate(args, model, tok, tasks, examples, lm_names, pred_dir, model_dir)
+        print_table(results)
+        write_results(args.out, results, pred_dir)
+    return 0
+
+
+def _evaluate(args, model, tok, tasks, examples, lm_names, pred_dir, model_dir) -> list[dict]:
+    from prunetune.tasks.evaluate import evaluate
+
     results = []
     for task, exs in zip(tasks, examples):
         results.append(
@@ -97,7 +108,10 @@ def run(args) -> int:
             )
         )
     if lm_names:
+        from prunetune.commands.taskflags import task_options
         from prunetune.tasks.lm_eval_bridge import run_lm_eval
+
+        extra = task_options(args)
 
         results += run_lm_eval(
             model,
@@ -108,7 +122,7 @@ def run(args) -> int:
             batch_size=args.batch_size,
             num_fewshot=args.num_fewshot,
             seed=args.seed,
+            think=extra.get("think", "auto"),
+            enable_thinking=extra.get("enable_thinking"),
         )
-    print_table(results)
-    write_results(args.out, results)
-    return 0
+    return results

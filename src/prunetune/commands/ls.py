@@ -1,5 +1,5 @@
 """`prunetune ls [-v]`: what is registered: model families, built-in models, scorers, recovery methods,
-tasks, text sources and shipped recipes; `-v` adds each entry's documented options and every recipe key."""
+budget allocations, tasks, text sources and shipped recipes; `-v` adds each entry's documented options and every recipe key."""
 
 
 def register(sub):
@@ -11,6 +11,7 @@ def register(sub):
 def _registries():
     from prunetune.checkpoint import MODELS
     from prunetune.data import SOURCES
+    from prunetune.loop.allocations import ALLOCATIONS
     from prunetune.pruning.importance import (
         EXPERT_NEURON_SCORERS,
         EXPERT_SCORERS,
@@ -31,6 +32,7 @@ def _registries():
         ("expert neurons", EXPERT_NEURON_SCORERS),
         ("hidden scorers", HIDDEN_SCORERS),
         ("recovery", TUNERS),
+        ("allocations", ALLOCATIONS),
         ("tasks", TASKS),
         ("text sources", SOURCES),
     )
@@ -46,15 +48,28 @@ def options_of(entry) -> list[tuple[str, str, str]]:
         return describe(entry.options)
     if not isinstance(entry.obj, type):  # a function's parameters are its calling convention, not options
         return []
+    from prunetune.tasks import TASKS, task_options
+
+    docs = getattr(entry.obj, "option_docs", {})  # e.g. the tasks' think / enable_thinking (tasks/thinking.py)
+    if entry.name in TASKS and TASKS.get(entry.name) is entry.obj:  # typed and bounded like config keys
+        return [(n, repr(d), " ".join(filter(None, (_type_text(tp, bounds), docs.get(n, "")))))
+                for n, tp, d, bounds in task_options(entry.obj)]
     try:
         params = inspect.signature(entry.obj).parameters.values()
     except (TypeError, ValueError):
         return []
     return [
-        (p.name, "(required)" if p.default is p.empty else repr(p.default), "")
+        (p.name, "(required)" if p.default is p.empty else repr(p.default), docs.get(p.name, ""))
         for p in params
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
     ]
+
+
+def _type_text(tp, bounds: dict) -> str:
+    words = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    limits = ", ".join(f"{words[k]} {v}" for k, v in bounds.items()) if name in ("int", "float") or "int" in name else ""
+    return f"{name}{f' ({limits})' if limits else ''}"
 
 
 def recipe_keys() -> list[tuple[str, str, str]]:
@@ -71,12 +86,26 @@ def recipe_keys() -> list[tuple[str, str, str]]:
         if name in sections:
             for k, d, text in describe(sections[name]):
                 out.append((f"{name}.{k}", d, text))
+                if (name, k) == ("recovery", "allocation_options"):
+                    out += _allocation_keys()
                 sub = _optional_section(sections[name], k)  # e.g. recovery.prompts: {sources, ...}
                 if sub is not None:
                     out += [(f"{name}.{k}.{kk}", dd, tt) for kk, dd, tt in describe(sub)]
         else:
             out.append((name, default, doc))
     return out
+
+
+def _allocation_keys() -> list[tuple[str, str, str]]:
+    """recovery.allocation_options.<option> of every registered allocation, with the flat key older recipes used."""
+    from prunetune.config import describe
+    from prunetune.loop.allocations import ALLOCATIONS
+    from prunetune.loop.recipe import FLAT_ALLOCATION_KEYS
+
+    old = {v: k for k, v in FLAT_ALLOCATION_KEYS.items()}
+    return [(f"recovery.allocation_options.{k}", d,
+             f"allocation: {e.name} only: {text}" + (f" (older recipes: recovery.{old[e.name, k]})" if (e.name, k) in old else ""))
+            for e in ALLOCATIONS.entries() if e.options is not None for k, d, text in describe(e.options)]
 
 
 def _optional_section(cls, key: str):

@@ -29,6 +29,8 @@ def _cost_flags(args):
 
     if args.gpus is None and args.gpu is None:
         return None
+    if args.gpu is not None and not args.gpu.strip():
+        raise UserError("--gpu: the GPU name is empty (a100 | h100 | h200)")
     gpus = 1 if args.gpus is None else args.gpus
     if gpus < 1:
         raise UserError(f"--gpus must be at least 1, got {gpus}")
@@ -165,6 +167,13 @@ def run(args) -> int:
             + "; ".join(issues)
             + f" (schedule.round_to={QUANT_GROUP * tp} keeps every MLP width servable)"
         )
+    from prunetune.models.serving import KQUANT_BLOCK, gguf_row_issues
+
+    rows_off = gguf_row_issues(shapes[-1])
+    if rows_off:
+        print(f"gguf: K-quants (q4_k_m, q5_k_m, q6_k) need rows in multiples of {KQUANT_BLOCK}; the final shape's "
+              f"{', '.join(rows_off)} will fall back to Q5_0 / Q5_1 / Q8_0 (schedule.round_to={KQUANT_BLOCK} fits "
+              "pruned MLP widths)")
     final = shapes[-1]
     print(
         f"final: {final.non_embedding_params() / dense_ne:.1%} of non-embedding parameters, "

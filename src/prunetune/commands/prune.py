@@ -87,6 +87,7 @@ def run(args) -> int:
     check_output_path(args.out, "--out")
     layer_ids = _layer_ids(args.layer_ids)
     src = resolve_model_path(args.model)
+    earlier = [] if is_builtin(src) else read_history(src)  # read before the work: it is written at the end
     for flag, low in (("round_to", 1), ("tensor_parallel", 1), ("calibration_samples", 1), ("max_length", 2)):
         if getattr(args, flag) < low:
             raise UserError(f"--{flag.replace('_', '-')} must be at least {low}, got {getattr(args, flag)}")
@@ -170,7 +171,7 @@ def run(args) -> int:
     before = count_params(model)
     plan, _ = prune_step(model, spec, batches, general=general, constraints=constraints, seed=args.seed)
     after = count_params(model)
-    history = ([] if is_builtin(src) else read_history(src)) + [plan.to_dict()]
+    history = earlier + [plan.to_dict()]
     save_checkpoint(model, tok, args.out, history=history)
     print(
         f"parameters: {before['params']:,} -> {after['params']:,} "

@@ -112,13 +112,13 @@ def _check_task(args):
 def execute(args):
     """Validate everything cheap first, then train; rank 0 writes --out. Returns the RecoveryResult."""
     import os
-    import tempfile
+    import shutil
     from pathlib import Path
 
-    from prunetune.checkpoint import load_model, model_config, resolve_model_path
+    from prunetune.checkpoint import is_builtin, load_model, model_config, read_history, resolve_model_path
     from prunetune.config import parse_overrides
     from prunetune.errors import UserError
-    from prunetune.io import check_output_path
+    from prunetune.io import check_output_path, clean_stale_temps, staging_path
     from prunetune.recovery import check_environment, recover, resolve_config, sharding
 
     out = check_output_path(args.out, "--out")
@@ -133,6 +133,8 @@ def execute(args):
     if uses_teacher and not args.teacher:
         raise UserError(f"{'--teacher-solutions' if args.teacher_solutions else f'--method {args.method}'} needs --teacher DIR")
     src = resolve_model_path(args.model)
+    if not is_builtin(src):
+        read_history(src)  # written beside the output at the end: a corrupt one fails now, not after training
     # a sharding this launch or this model cannot run: from its config, before the weights load
     sharding.check(cfg, key="config", tied_embeddings=bool(getattr(model_config(src), "tie_word_embeddings", False)))
     _check_task(args)
@@ -155,7 +157,10 @@ def execute(args):
     else:
         records, reward_funcs = _records(args, tok)
     rank = int(os.environ.get("RANK", "0"))
-    with tempfile.TemporaryDirectory(prefix="prunetune-recover-") as work:
+    clean_stale_temps(out.parent, out.name)  # what a killed recover of this --out left
+    work = staging_path(out)  # scratch beside the output (not in /tmp), removed however this ends
+    work.mkdir(parents=True)
+    try:
         result = recover(
             model,
             tok,
@@ -168,6 +173,8 @@ def execute(args):
             metrics_path=Path(work) / "metrics.jsonl",
             progress=not args.quiet,
         )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     if rank == 0:
         from dataclasses import asdict
 
@@ -187,12 +194,11 @@ def write_outputs(result, tokenizer, out, *, src: str, args, config: dict) -> No
     import json
     import os
     import shutil
-    import uuid
     from pathlib import Path
 
     from prunetune.checkpoint import read_history, save_checkpoint
     from prunetune.errors import UserError
-    from prunetune.io import atomic_write_text
+    from prunetune.io import atomic_write_text, staging_path
 
     out = Path(out)
     from prunetune.checkpoint import is_builtin
@@ -212,7 +218,7 @@ def write_outputs(result, tokenizer, out, *, src: str, args, config: dict) -> No
         "steps": result.steps,
         "tokens_seen": result.tokens_seen,
     }
-    stage = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    stage = staging_path(out)
     try:
         save_checkpoint(
             result.model, tokenizer, stage, history=history, extra_json={"recovery.json": summary}

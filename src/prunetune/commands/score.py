@@ -20,11 +20,11 @@ def run(args) -> int:
     from prunetune.commands.taskflags import (
         build_tasks,
         check_out,
-        predictions_dir,
         print_table,
+        staged_predictions,
         write_results,
     )
-    from prunetune.data import load_records
+    from prunetune.data import load_records, where
     from prunetune.errors import UserError
     from prunetune.tasks.evaluate import score_completions, write_predictions
 
@@ -37,7 +37,7 @@ def run(args) -> int:
         ex_id = rec.get("task_id", rec.get("id", rec.get("example_id")))
         if ex_id is None or "completion" not in rec:
             raise UserError(
-                f"{args.completions}: record {i} needs an id (task_id/id/example_id) and 'completion'"
+                f"{where(args.completions, i - 1)}: a record needs an id (task_id/id/example_id) and 'completion'"
             )
         ex = None
         if hasattr(task, "get_example"):
@@ -50,12 +50,13 @@ def run(args) -> int:
                 index = {e.id: e for e in task.examples()}
             ex = index.get(str(ex_id))
         if ex is None:
-            raise UserError(f"{args.completions}: record {i}: unknown {task.name} example id '{ex_id}'")
+            raise UserError(f"{where(args.completions, i - 1)}: unknown {task.name} example id '{ex_id}'")
         examples.append(ex)
         completions.append(str(rec["completion"]))
     metrics, records = score_completions(task, examples, completions)
-    pred = write_predictions(predictions_dir(args.out), task.name, records)
-    results = [{"task": task.name, "n": len({e.id for e in examples}), "metrics": metrics, "predictions": pred}]
-    print_table(results)
-    write_results(args.out, results)
+    with staged_predictions(args.out) as stage:
+        pred = write_predictions(stage, task.name, records)
+        results = [{"task": task.name, "n": len({e.id for e in examples}), "metrics": metrics, "predictions": pred}]
+        print_table(results)
+        write_results(args.out, results, stage)
     return 0

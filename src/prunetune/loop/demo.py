@@ -3,7 +3,8 @@
 `prunetune demo` (what `make demo` runs) executes recipes/demo.yaml twice: as written (the Prune-Tune
 Loop) and with `one_shot=true` (the paper's Prune-Once baseline: the same total cut and the same total
 recovery budget in one step), then prints a before/after table and writes the report with both runs
-on the accuracy-versus-parameters plot.
+on the accuracy-versus-parameters plot. The table gives each model's tokens per problem and seconds per
+solved problem beside its accuracy: a pruned model that decodes faster but writes longer is no faster to an answer.
 """
 
 from __future__ import annotations
@@ -38,8 +39,31 @@ def _row(name: str, path, params: dict, metrics: dict, task: str) -> dict:
     from prunetune.checkpoint import load_model
 
     model, tok = load_model(path)
+    m = metrics.get(task, {})
     return {"run": name, "params": params["params"], "non_embedding_params": params["non_embedding_params"],
-            "accuracy": metrics.get(task, {}).get("accuracy"), "decode_tps": decode_tokens_per_second(model, tok)}
+            "accuracy": m.get("accuracy"), "mean_length": m.get("mean_length"),
+            "seconds_per_solved": m.get("seconds_per_solved"), "decode_tps": decode_tokens_per_second(model, tok)}
+
+
+def demo_table(rows: list[dict], task: str) -> str:
+    """The before/after table: size, accuracy, tokens per problem, seconds per solved problem (total generation
+    time of the run's evaluation / problems solved) and decode speed, each run against dense (rows[0])."""
+    dense = rows[0]
+    cells = []
+    for r in rows:
+        if r["params"] is None:
+            cells.append([r["run"], "(stopped before its first iteration; see its summary.json)", *[""] * 8])
+            continue
+        rel = r["accuracy"] / dense["accuracy"] if dense["accuracy"] else float("nan")
+        spp = r.get("seconds_per_solved")
+        tokens = r.get("mean_length")
+        cells.append([r["run"], f"{r['params']:,}", f"{r['non_embedding_params']:,}",
+                      f"{r['non_embedding_params'] / dense['non_embedding_params']:.1%}", f"{r['accuracy']:.3f}",
+                      f"{rel:.1%}", "-" if tokens is None else f"{tokens:.1f}", "-" if spp is None else f"{spp:.3f}",
+                      f"{r['decode_tps']:.1f}", f"{r['decode_tps'] / dense['decode_tps']:.2f}x"])
+    header = ["run", "params", "non-emb", "kept", f"{task} acc", "vs dense", "tok/problem", "s/solved",
+              "decode tok/s", "speedup"]
+    return format_table(header, cells, align="lrrrrrrrrr")
 
 
 def run_demo(recipe_path: str | Path = RECIPE, overrides: list[str] | None = None, *, restart: bool = False,
@@ -60,22 +84,13 @@ def run_demo(recipe_path: str | Path = RECIPE, overrides: list[str] | None = Non
         if s["final"]:
             rows.append(_row(name, Path(out) / "final", s["final"], s["final"]["metrics"], task))
         else:
-            rows.append({"run": name, "params": None, "non_embedding_params": None, "accuracy": None, "decode_tps": None})
+            rows.append({"run": name, "params": None, "non_embedding_params": None, "accuracy": None,
+                         "mean_length": None, "seconds_per_solved": None, "decode_tps": None})
     write_report(gradual.output_dir, [oneshot.output_dir])
     write_report(oneshot.output_dir, [gradual.output_dir])
-    dense = rows[0]
-    cells = []
-    for r in rows:
-        if r["params"] is None:
-            cells.append([r["run"], "(stopped before its first iteration; see its summary.json)", *[""] * 6])
-            continue
-        rel = r["accuracy"] / dense["accuracy"] if dense["accuracy"] else float("nan")
-        cells.append([r["run"], f"{r['params']:,}", f"{r['non_embedding_params']:,}",
-                      f"{r['non_embedding_params'] / dense['non_embedding_params']:.1%}", f"{r['accuracy']:.3f}",
-                      f"{rel:.1%}", f"{r['decode_tps']:.1f}", f"{r['decode_tps'] / dense['decode_tps']:.2f}x"])
-    header = ["run", "params", "non-emb", "kept", f"{task} acc", "vs dense", "decode tok/s", "speedup"]
     print()
-    print(format_table(header, cells, align="lrrrrrrr"))
+    print(demo_table(rows, task))
+    print("s/solved: seconds of generation per solved problem in the run's own evaluation (total time / solved)")
     family = s_grad.get("family") or []
     if family:  # the frontier: the gradual run's family, and the one-shot model, against dense
         points = [[f"gradual {f['dir']}", f"{f['kept']:.1%}", f"{f['params']:,}", f"{f['metrics'][task]['accuracy']:.3f}"]

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from prunetune import dist
 from prunetune.checkpoint import count_params, load_model
-from prunetune.loop import family, teaching
-from prunetune.loop.budget import allocate, choose_cut, future_cuts, records_for
+from prunetune.loop import family, gate, teaching
+from prunetune.loop.allocations import LOSS, REST, Budget, StopAt
+from prunetune.loop.budget import choose_cut, future_cuts, records_for
+from prunetune.loop.evaluation import evaluate_recipe, grpo_data
+from prunetune.loop.measures import Measures
 from prunetune.loop.planner import (
     Step,
     constraints_of,
     final_mlp_width,
-    gate_task_name,
-    reward_task_name,
     step_spec,
     validate_recipe,
 )
@@ -32,6 +34,36 @@ from prunetune.pruning.damage import held_out_loss
 log = logging.getLogger("prunetune.loop")
 
 
+@dataclass
+class Measured:
+    """What deciding a damage-sized step computed on the model it is then cut from (reused by the cut)."""
+
+    batches: list
+    general: list | None
+    scores: object
+    before: float
+
+
+@dataclass
+class Cut:
+    """One iteration's cut as `_prune` made it: what the budget and `_recover` read."""
+
+    plan: object
+    """The PruningPlan applied (its meta names the iteration)."""
+    optimizer_state: dict | None
+    """The carried AdamW moments sliced with the cut units (None: a fresh optimizer)."""
+    before: float | None = None
+    """Held-out loss before the cut (None: the allocation reads no damage, so it was not measured)."""
+    after: float | None = None
+    """Held-out loss after the cut."""
+    rest: float | None = None
+    """Damage of removing at once, from the model as cut, what the later cuts will remove (allocations that read it)."""
+
+    @property
+    def damage(self) -> float | None:
+        return self.after - self.before if self.before is not None and self.after is not None else None
+
+
 class Loop:
     def __init__(self, recipe: Recipe, *, restart: bool = False, progress: bool = True):
         self.recipe = recipe
@@ -39,10 +71,12 @@ class Loop:
         self.dense_shape, self.steps, _ = validate_recipe(recipe, for_run=True)
         self.rundir = RunDir(recipe.output_dir, dump_recipe(recipe), restart=restart)
         self.damage_mode = any(s.by_damage for s in self.steps)
-        self.measures_damage = self.damage_mode or (recipe.recovery.total_steps is not None and not recipe.one_shot)
+        self.allocation = recipe.recovery.allocator()
+        spends = recipe.recovery.total_steps is not None
+        self.measures_damage = self.damage_mode or (spends and not recipe.one_shot and LOSS in self.allocation.measures)
+        self.measures_rest = spends and REST in self.allocation.measures
         self.final_width = final_mlp_width(recipe, self.dense_shape) if recipe.target.keep is not None else None
-        self._held_out_batches, self._damage, self._rest, self._measured = None, None, None, None
-        self._before, self._stop_at = None, None  # pre-cut held-out loss; where `recovered` stops training
+        self.measures = Measures(recipe)  # the damage measures' inputs, built once per run on first use
         self._records = None  # recovery records made once per run (teacher solutions, prompts), else None
 
     def run(self) -> dict:
@@ -57,8 +91,10 @@ class Loop:
             )
             resumed = rd.resume(recipe.dtype, chunk_size=recipe.recovery.chunk_size)
             if resumed:
-                state, model, tok, history, opt, last_metrics = resumed
+                state, model, tok, opt = resumed.state, resumed.model, resumed.tokenizer, resumed.optimizer_state
+                history, last_metrics = resumed.history, resumed.metrics
                 log.info("resuming after iteration %d", state.completed)
+                family.export(rd.out, rd.iteration_dirs()[-1], recipe.export.keeps)  # one a kill interrupted
             else:
                 state, history, opt = LoopState(queue=[s.to_dict() for s in self.steps]), [], None
                 last_metrics = baseline["metrics"]
@@ -68,13 +104,14 @@ class Loop:
                 dense_teacher = None  # it only wrote the solutions
             bar = self._bar(state)
             while state.queue and state.stopped_reason is None:
-                iteration, step = state.completed + 1, self._next_step(model, tok, state)
+                iteration = state.completed + 1
+                step, measured = self._next_step(model, tok, state)
                 if step is None:  # a damage-sized schedule reached its target early: nothing left to cut here
                     state.queue.pop(0)
                     continue
                 teacher = self._teacher(model, dense_teacher)
-                plan, opt = self._prune(model, tok, step, iteration, opt, state)
-                model, opt, steps, diverged = self._recover(model, tok, state, teacher, opt, iteration)
+                cut = self._prune(model, tok, step, iteration, opt, state, measured)
+                model, opt, steps, diverged = self._recover(model, tok, state, teacher, cut, iteration)
                 del teacher
                 if diverged:  # a smaller cut does not cure a learning rate: stop, the last accepted model stays
                     state.stopped_reason = f"recovery diverged in iteration {iteration}: {diverged}"
@@ -83,11 +120,11 @@ class Loop:
                 metrics = self._evaluate(model, tok, rd.work(f"eval_{iteration:02d}", clear=True))
                 rd.metric({"event": "eval", "iteration": iteration, **shape_fields(model), **count_params(model),
                            "metrics": metrics, "recovery_steps": state.recovery_steps, "tokens": state.tokens})
-                verdict = self._gate(metrics, baseline["metrics"], last_metrics)
+                verdict = gate.verdict(recipe, metrics, baseline["metrics"], last_metrics)
                 if verdict is not None:
                     rd.metric({"event": "gate", "iteration": iteration, "violation": verdict, "step": step.to_dict()})
                     log.info("iteration %d: gate violated (%s)", iteration, verdict)
-                    if self._retry_smaller(state, step):
+                    if gate.retry_smaller(recipe, state, step):
                         bar.total += 1
                         model, tok, opt = rd.restore(recipe.model, recipe.dtype)
                         continue
@@ -96,50 +133,52 @@ class Loop:
                 state.queue.pop(0)
                 state.completed, state.retries = iteration, 0
                 state.accepted_recovery_steps += steps
-                history = history + [plan.to_dict()]
+                history = history + [cut.plan.to_dict()]
                 saved = rd.save_iteration(model, tok, iteration, history, metrics, state, opt, rd.work(f"eval_{iteration:02d}"))
                 family.export(rd.out, saved, recipe.export.keeps)
-                rd.apply_keep_policy(recipe.keep, self._best_iteration())
+                rd.apply_keep_policy(recipe.keep, gate.best_iteration(recipe, rd.iteration_metrics()))
                 last_metrics = metrics
                 log.info("iteration %d: %s non-embedding params, %s", iteration,
                          f"{count_params(model)['non_embedding_params']:,}", _fmt_metrics(metrics))
                 bar.update(1)
             bar.close()
-            return rd.finish(self._summary(baseline, state))
+            return rd.finish(model=recipe.model, one_shot=recipe.one_shot, baseline=baseline, state=state,
+                             planned_iterations=len(self.steps))
 
     # ---- the steps ---------------------------------------------------------------------------
-    def _next_step(self, model, tok, state: LoopState) -> Step | None:
+    def _next_step(self, model, tok, state: LoopState) -> tuple[Step | None, Measured | None]:
         """The step at the head of the queue, its MLP amount decided now if it goes by damage (then
-        written back to the queue, so a resume or a rollback's halves use the decided amount)."""
+        written back to the queue, so a resume or a rollback's halves use the decided amount), and what
+        deciding it measured (its cut reuses it). (None, None): nothing left to cut in this iteration."""
         from prunetune.pruning.damage import candidate_cuts, mlp_cut_losses
         from prunetune.pruning.importance import score_mlp
 
         step = Step(**state.queue[0])
         if not step.by_damage:
-            return step
+            return step, None
         p, s = self.recipe.prune, self.recipe.schedule
         remaining = ModelShape.from_config(model.config).intermediate_size - self.final_width
         last = not any(Step(**q).by_damage for q in state.queue[1:])
         candidates = ([remaining] if last else candidate_cuts(remaining, s.round_to)) if remaining > 0 else []
-        chosen, damage, losses = 0, 0.0, []
+        chosen, damage, losses, measured = 0, 0.0, [], None
         if candidates:
             batches, general = self._calibration(tok, state.completed + 1)
             scores = score_mlp(model, p.mlp_importance, batches, general_batches=general, seed=self.recipe.seed,
                                progress=False, options=p.mlp_options, layerwise=p.layerwise)
-            held_out = self._held_out(tok)
+            held_out = self.measures.held_out(tok)
             before = held_out_loss(model, held_out)
             losses = mlp_cut_losses(model, scores, candidates, held_out)
             chosen, damage = choose_cut(candidates, losses, before, s.max_damage)
-            self._measured = (batches, general, scores, before)  # the cut's pruning reuses them
+            measured = Measured(batches, general, scores, before)  # the cut's pruning reuses them
         step = Step(chosen, step.kv_groups, step.layers, hidden=step.hidden)
         if candidates:
             self.rundir.metric({"event": "damage_plan", "iteration": state.completed + 1, "remaining": remaining,
                                 "candidates": [{"mlp_neurons": k, "loss": round(v, 5)} for k, v in zip(candidates, losses)],
                                 "chosen": chosen, "expected_damage": round(damage, 5)})
         state.queue[0] = step.to_dict()
-        return None if not (step.mlp_neurons or step.kv_groups or step.layers or step.hidden) else step
+        return (step, measured) if step.mlp_neurons or step.kv_groups or step.layers or step.hidden else (None, None)
 
-    def _rest_damage(self, model, batches, general, now: float) -> float:
+    def _rest_damage(self, model, tok, batches, general, now: float) -> float:
         """The damage of removing, from the model as it now is, every MLP neuron the later cuts will remove."""
         from prunetune.pruning.damage import mlp_cut_losses
         from prunetune.pruning.importance import score_mlp
@@ -150,7 +189,7 @@ class Loop:
         p = self.recipe.prune
         scores = score_mlp(model, p.mlp_importance, batches, general_batches=general, seed=self.recipe.seed,
                            progress=False, options=p.mlp_options, layerwise=p.layerwise)
-        return mlp_cut_losses(model, scores, [remaining], self._held_out_batches)[0] - now
+        return mlp_cut_losses(model, scores, [remaining], self.measures.held_out(tok))[0] - now
 
     def _calibration(self, tok, iteration: int):
         from prunetune.pruning.importance import calibration_inputs
@@ -159,50 +198,37 @@ class Loop:
         return calibration_inputs(tok, p.calibration, p.general, field=p.text_field, limit=p.calibration_samples,
                                   max_length=p.max_length, seed=self.recipe.seed * 1000 + iteration)
 
-    def _held_out(self, tok) -> list[dict]:
-        """Held-out calibration text for damage: another draw of the calibration source (the file's tail)."""
-        if self._held_out_batches is None:
-            from prunetune.data import held_out_pairs
-            from prunetune.pruning.damage import held_out_batches
-
-            p = self.recipe.prune
-            pairs = held_out_pairs(p.calibration, field=p.text_field, limit=self.recipe.schedule.held_out_samples,
-                                   seed=self.recipe.seed)
-            self._held_out_batches = held_out_batches(tok, pairs, max_length=p.max_length)
-        return self._held_out_batches
-
-    def _prune(self, model, tok, step: Step, iteration: int, optimizer_state, state: LoopState):
-        """Score and cut in place (measuring the cut's damage when the loop spends by it); returns
-        (plan, optimizer state sliced with the cut units)."""
+    def _prune(self, model, tok, step: Step, iteration: int, optimizer_state, state: LoopState,
+               measured: Measured | None) -> Cut:
+        """Score and cut in place, measuring the held-out loss around the cut when the allocation reads its
+        damage; `measured`: what _next_step already scored on this same model, if anything."""
         from prunetune.pruning.prune import prune_step
 
-        measured, self._measured = self._measured, None  # what _next_step scored on this same model, if anything
         if measured:
-            batches, general, scores, before = measured
+            batches, general, scores, before = measured.batches, measured.general, measured.scores, measured.before
         else:
             batches, general = self._calibration(tok, iteration)
             scores = None
-            before = held_out_loss(model, self._held_out(tok)) if self.measures_damage else None
+            before = held_out_loss(model, self.measures.held_out(tok)) if self.measures_damage else None
         plan, optimizer_state = prune_step(
             model, step_spec(self.recipe, step), batches, general=general, constraints=constraints_of(self.recipe),
             seed=self.recipe.seed, progress=self.progress, optimizer_state=optimizer_state, mlp_scores=scores,
         )
         plan.meta["iteration"] = iteration
         dist.check_same_model(model, f"pruning in iteration {iteration}")
-        after = held_out_loss(model, self._held_out(tok)) if before is not None else None
-        self._damage, self._before = (after - before if before is not None else None), before
-        allocates = self.recipe.recovery.total_steps and self.recipe.recovery.allocation == "damage"
-        self._rest = self._rest_damage(model, batches, general, after) if after is not None and allocates else None
+        after = held_out_loss(model, self.measures.held_out(tok)) if before is not None else None
+        rest = self._rest_damage(model, tok, batches, general, after) if after is not None and self.measures_rest else None
+        cut = Cut(plan, optimizer_state, before=before, after=after, rest=rest)
         counts = count_params(model)
         self.rundir.metric({"event": "prune", "iteration": iteration, **shape_fields(model), **counts,
-                            "step": step.to_dict(), "attempt": state.retries, "damage": self._damage,
+                            "step": step.to_dict(), "attempt": state.retries, "damage": cut.damage,
                             "loss_before": before, "loss_after": after})
         if self.recipe.evaluation.after_prune:
             pm = self._evaluate(model, tok, None)
             self.rundir.metric({"event": "eval_after_prune", "iteration": iteration, **counts, "metrics": pm})
-        return plan, optimizer_state
+        return cut
 
-    def _recover(self, model, tok, state: LoopState, teacher, optimizer_state, iteration: int):
+    def _recover(self, model, tok, state: LoopState, teacher, cut: Cut, iteration: int):
         """Recover in place; returns (model, optimizer state to carry, optimizer steps taken, None), or
         (model, None, 0, why) when training diverged."""
         from prunetune.data import take
@@ -210,12 +236,12 @@ class Loop:
 
         r, rd = self.recipe.recovery, self.rundir
         if r.method == "none":
-            return model, optimizer_state, 0, None
-        cfg, size = self._budget(model, state, iteration)
+            return model, cut.optimizer_state, 0, None
+        cfg, size, stop_at, probe = self._budget(model, tok, state, iteration, cut)
         seed = self.recipe.seed
         reward_funcs = None
         if r.method == "grpo":
-            records, reward_funcs = self._grpo_data(tok, size, seed * 1000 + state.chunks_used + 1)
+            records, reward_funcs = grpo_data(self.recipe, tok, size, seed * 1000 + state.chunks_used + 1)
         elif self._records is not None:  # made once per run: fresh records while they last, then around again
             records = [self._records[(state.records_used + i) % len(self._records)] for i in range(size)]
             if r.teacher_data is not None and cfg.chat_template is None:
@@ -232,8 +258,9 @@ class Loop:
         try:
             res = recover(model, tok, r.method, records, cfg, teacher=teacher, reward_funcs=reward_funcs,
                           work_dir=rd.work(f"iteration_{iteration:02d}"),
-                          optimizer_state=optimizer_state if r.carry_optimizer else None,
-                          schedule=schedule, progress=self.progress, stop=self._until(tok, iteration))
+                          optimizer_state=cut.optimizer_state if r.carry_optimizer else None,
+                          schedule=schedule, progress=self.progress,
+                          stop=self._until(tok, iteration, stop_at, probe))
         except Diverged as e:
             return model, None, 0, str(e)
         state.chunks_used += 1
@@ -245,16 +272,27 @@ class Loop:
         dist.check_same_model(res.model, f"recovery in iteration {iteration}")
         rd.metric({"event": "recovery_done", "iteration": iteration, "steps": res.steps, "tokens": res.tokens_seen,
                    "world_size": res.info.get("world_size", 1)})
+        if probe is not None:  # the budget line of a probed cut is written once its probe has decided
+            rd.metric({"event": "budget", "iteration": iteration, "steps": res.steps,
+                       "measure": self.allocation.options.probe_measure, **probe.record()})
         crash_point(f"recover:{iteration}")
         return res.model, (res.optimizer_state if r.carry_optimizer else None), res.steps, None
 
-    def _until(self, tok, iteration: int):
-        """allocation: recovered: stop this cut's recovery once the held-out loss is back at `_stop_at`."""
+    def _until(self, tok, iteration: int, stop_at: StopAt | None, probe=None):
+        """Stop this cut's recovery once the held-out loss is back at `stop_at` (the allocation's, e.g.
+        recovered), or where the cut's probe decides (allocation: probe, loop/probe.py)."""
         from prunetune.recovery import StopWhen
 
-        if self._stop_at is None:
+        if probe is not None:
+
+            def probed(model, step: int) -> bool:
+                crash_point(f"probe:{iteration}")
+                return probe.check(model, step)
+
+            return StopWhen(probed, 1)
+        if stop_at is None:
             return None
-        target, batches = self._stop_at, self._held_out(tok)
+        target, batches = stop_at.loss, self.measures.held_out(tok)
 
         def recovered(model, step: int) -> bool:
             loss = held_out_loss(model, batches)
@@ -262,11 +300,12 @@ class Loop:
                                 "target": target})
             return loss <= target
 
-        return StopWhen(recovered, self.recipe.recovery.check_every)
+        return StopWhen(recovered, stop_at.every)
 
-    def _budget(self, model, state: LoopState, iteration: int):
-        """(the tuner's config with this iteration's steps, records to take): the per-iteration budget, the
-        whole budget for one-shot, or with recovery.total_steps a share of what is left (loop/budget.py)."""
+    def _budget(self, model, tok, state: LoopState, iteration: int, cut: Cut):
+        """(the tuner's config with this iteration's steps, records to take, where to stop early or None):
+        the per-iteration budget, the whole budget for one-shot, or with recovery.total_steps what the
+        recipe's allocation gives this cut out of what is left (loop/allocations/)."""
         from prunetune.recovery import resolve_config
 
         r = self.recipe.recovery
@@ -275,86 +314,50 @@ class Loop:
             mult = self.recipe.iterations if self.recipe.one_shot else 1  # one-shot spends the whole budget at once
             cfg.max_steps = cfg.max_steps * mult if cfg.max_steps is not None else None
             cfg.max_tokens = cfg.max_tokens * mult if cfg.max_tokens is not None else None
-            return cfg, r.chunk_size * mult
+            return cfg, r.chunk_size * mult, None, None
         rest = [Step(**q) for q in state.queue[1:]]
         n_future = len(rest)
         if self.damage_mode:
             remaining = ModelShape.from_config(model.config).intermediate_size - self.final_width
-            cut = Step(**state.queue[0]).mlp_neurons
+            this = Step(**state.queue[0]).mlp_neurons
             structural = sum(1 for s in rest if s.kv_groups or s.layers or s.hidden)
-            n_future = max(structural, future_cuts(remaining, cut, sum(s.by_damage for s in rest)))
-        steps = r.split[iteration - 1] if r.split and not self.recipe.one_shot else allocate(
-            r.total_steps, state.recovery_steps, self._damage or 0.0, self._rest or 0.0, n_future, r.allocation,
-            r.min_share, r.final_share, r.growth)
-        until = r.allocation == "recovered" and n_future > 0 and self._before is not None
-        self._stop_at = self._before + r.tolerance if until else None
-        self.rundir.metric({"event": "budget", "iteration": iteration, "steps": steps, "damage": self._damage,
-                            "rest_damage": self._rest, "left_before": r.total_steps - state.recovery_steps,
-                            "future_cuts": n_future, "stop_at_loss": self._stop_at})
+            n_future = max(structural, future_cuts(remaining, this, sum(s.by_damage for s in rest)))
+        b = Budget(r.total_steps, state.recovery_steps, n_future, iteration=iteration, damage=cut.damage,
+                   rest=cut.rest, before=cut.before, min_share=r.min_share, final_share=r.final_share)
+        if self.recipe.one_shot:  # one recovery: it takes the whole budget, whatever the allocation
+            steps, stop_at = max(r.total_steps - state.recovery_steps, 1), None
+        else:
+            steps, stop_at = self.allocation.steps(b), self.allocation.stop(b)
+        if getattr(self.allocation, "probes", False) and not self.recipe.one_shot:  # steps is the cap
+            probe = self._start_probe(model, tok, r.total_steps - state.recovery_steps, n_future, cut)
+            size = records_for(steps, r.chunk_size, cfg.max_steps)
+            cfg.max_steps = steps
+            return cfg, size, None, probe
+        self.rundir.metric({"event": "budget", "iteration": iteration, "steps": steps, "damage": cut.damage,
+                            "rest_damage": cut.rest, "left_before": r.total_steps - state.recovery_steps,
+                            "future_cuts": n_future, "stop_at_loss": stop_at.loss if stop_at else None})
         size = records_for(steps, r.chunk_size, cfg.max_steps)
         cfg.max_steps = steps
-        return cfg, size
+        return cfg, size, stop_at, None
 
-    def _grpo_data(self, tok, size: int, seed: int):
-        from prunetune.tasks import get_task, grpo_records, reward_function
+    def _start_probe(self, model, tok, left: int, n_future: int, cut: Cut):
+        """This cut's probe: the measure right after the cut (every measure, for the budget line) and the
+        damage still to come over this cut's damage, which scales the last cut's predicted curve."""
+        from prunetune.loop.probe import ProbeRun, ratio_of
 
-        r = self.recipe.recovery
-        name = reward_task_name(self.recipe)
-        task = get_task(name, **(r.reward_task_options or self.recipe.evaluation.task_options.get(name, {})))
-        examples = task.examples(split="train", limit=size, seed=seed)
-        reward = reward_function(task, r.correctness_weight, r.format_weight, examples)
-        return grpo_records(task, examples, tok), [reward]
+        measures = self.measures.all(tok)
+        now = {name: fn(model) for name, fn in measures.items()}
+        extra = lambda m: {name: round(fn(m), 5) for name, fn in measures.items()}  # noqa: E731
+        o = self.allocation.options
+        probe = ProbeRun(measures[o.probe_measure], probe=o.probe_steps, left=left, n_future=n_future,
+                         ratio=ratio_of(cut.rest, cut.damage), first=now[o.probe_measure], extra=extra,
+                         after_cut={k: round(v, 5) for k, v in now.items()})
+        return probe
 
     def _evaluate(self, model, tok, out_dir: Path | None) -> dict:
-        from prunetune.tasks import get_task
-        from prunetune.tasks.evaluate import evaluate
-
-        e = self.recipe.evaluation
-        model_dir = self.rundir.save_for_serving(model, tok) if e.backend == "vllm" else None
-        results = {}
-        for name in e.tasks:
-            task = get_task(name, **e.task_options.get(name, {}))
-            r = evaluate(model, tok, task, limit=e.limit, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
-                         seed=self.recipe.seed, out_dir=out_dir if dist.is_main() else None, progress=self.progress,
-                         backend=e.backend, model_dir=model_dir)
-            results[name] = r["metrics"]
-        return results
-
-    def _gate(self, metrics: dict, baseline: dict, previous: dict) -> str | None:
-        """None when the gate holds, else why it does not."""
-        g = self.recipe.gate
-        if g.max_drop is None:
-            return None
-        ref = self._gate_value(baseline if g.against == "dense" else previous)
-        now = self._gate_value(metrics)
-        if ref is None or now is None or ref - now <= g.max_drop:
-            return None
-        return f"accuracy {now:.3f} is {ref - now:.3f} below the {g.against} {ref:.3f} (max_drop {g.max_drop})"
-
-    def _retry_smaller(self, state: LoopState, step: Step) -> bool:
-        """Replace the failed step by its two halves when the gate allows another try."""
-        g = self.recipe.gate
-        halves = step.halves(self.recipe.schedule.round_to)
-        if g.on_violation != "rollback" or not halves or state.retries >= g.max_retries:
-            return False
-        state.retries += 1
-        state.rollbacks += 1
-        state.queue = [h.to_dict() for h in halves] + state.queue[1:]
-        log.info("rolled back; retrying with steps %s", [h.to_dict() for h in halves])
-        return True
-
-    # ---- helpers -----------------------------------------------------------------------------
-    def _gate_value(self, metrics: dict) -> float | None:
-        name = gate_task_name(self.recipe)
-        return metrics.get(name, {}).get("accuracy") if name else None
-
-    def _best_iteration(self) -> Path | None:
-        best, best_acc = None, -1.0
-        for d, metrics in self.rundir.iteration_metrics():
-            acc = self._gate_value(metrics)
-            if acc is not None and acc >= best_acc:
-                best, best_acc = d, acc
-        return best
+        serve = self.recipe.evaluation.backend == "vllm"
+        model_dir = self.rundir.save_for_serving(model, tok) if serve else None
+        return evaluate_recipe(self.recipe, model, tok, out_dir, model_dir=model_dir, progress=self.progress)
 
     def _dense_teacher(self, tok, out: Path):
         """The dense teacher distillation supervises with (teacher-corrected once per run when asked)."""
@@ -375,20 +378,6 @@ class Loop:
 
         return tqdm(total=state.completed + len(state.queue), initial=state.completed, desc="prune-tune loop",
                     disable=not self.progress or not dist.is_main(), unit="iter")
-
-    def _summary(self, baseline: dict, state: LoopState) -> dict:
-        return {
-            "model": self.recipe.model,
-            "one_shot": self.recipe.one_shot,
-            "baseline": {k: baseline[k] for k in ("params", "non_embedding_params", "metrics")},
-            "final": None,
-            "completed_iterations": state.completed,
-            "planned_iterations": len(self.steps),
-            "recovery_steps": state.recovery_steps,
-            "tokens": state.tokens,
-            "rollbacks": state.rollbacks,
-            "stopped_reason": state.stopped_reason,
-        }
 
 
 def _fmt_metrics(metrics: dict) -> str:

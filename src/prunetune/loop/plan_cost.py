@@ -61,14 +61,18 @@ def training_of(recipe, cfg, gpus: int, gpu: GPU) -> Training:
     return t
 
 
-def _steps(recipe, cfg) -> float | None:
-    """Optimizer steps one recovery takes, when the recipe fixes them (equal shares of total_steps)."""
+def _steps(recipe, cfg, iterations: int) -> list[float | None]:
+    """Optimizer steps each of `iterations` recoveries takes: what the allocation gives each when its
+    steps are known up front, else equal shares of total_steps (measured damage decides as the run goes)."""
+    from prunetune.loop.budget import planned_steps
+
     r = recipe.recovery
     if r.total_steps:
-        return r.total_steps / (1 if recipe.one_shot else recipe.iterations)
+        planned = None if recipe.one_shot or recipe.schedule.shape == "damage" else planned_steps(r, iterations)
+        return planned or [r.total_steps / (1 if recipe.one_shot else recipe.iterations)] * iterations
     if cfg.max_steps:
-        return cfg.max_steps * (recipe.iterations if recipe.one_shot else 1)
-    return None
+        return [cfg.max_steps * (recipe.iterations if recipe.one_shot else 1)] * iterations
+    return [None] * iterations
 
 
 def iteration_costs(recipe, shapes: list[ModelShape], gpus: int, gpu: GPU, a: Assumptions) -> list[IterationCost]:
@@ -90,8 +94,9 @@ def iteration_costs(recipe, shapes: list[ModelShape], gpus: int, gpu: GPU, a: As
     cfg = resolve_config(r.method, r.config, "recovery.config") if r.method != "none" else None
     t = training_of(recipe, cfg, gpus, gpu) if cfg else None
     per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * gpus if cfg else 0
-    steps = _steps(recipe, cfg) if cfg else None
+    per_iteration = _steps(recipe, cfg, len(shapes) - 1) if cfg else None
     for i, shape in enumerate(shapes[1:], 1):
+        steps = per_iteration[i - 1] if per_iteration else None
         c = IterationCost(str(i))
         eval_cost(c, shape, 2 if e.after_prune else 1)
         out.append(c)

@@ -8,6 +8,7 @@ removes the same fraction of the width that is left, so cuts shrink as the model
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from prunetune.checkpoint import model_config, resolve_model_path
 from prunetune.data import check_source
 from prunetune.errors import UserError
+from prunetune.loop.allocations import Context
 from prunetune.loop.recipe import Recipe
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.plan import Constraints, PruningPlan
@@ -277,6 +279,47 @@ def reward_task_name(recipe: Recipe) -> str:
     return recipe.recovery.reward_task or recipe.gate.task or recipe.evaluation.tasks[0]
 
 
+def task_options(recipe: Recipe, name: str, *, reward: bool = False) -> dict:
+    """Constructor options of evaluation task `name` (or of the GRPO reward task): its task_options, with
+    evaluation.think / enable_thinking for tasks that take them (a task's own options win)."""
+    from prunetune.tasks import TASKS, gym_names
+    from prunetune.tasks.gym import GymTask
+
+    e, r = recipe.evaluation, recipe.recovery
+    opts = dict((r.reward_task_options if reward else None) or e.task_options.get(name, {}))
+    cls = TASKS.get(name) if name in TASKS else (GymTask if name in gym_names() else None)
+    takes = set(inspect.signature(GymTask if isinstance(cls, type) and issubclass(cls, GymTask) else cls).parameters
+                ) if cls is not None else set()
+    if "think" in takes and "think" not in opts and e.think != "auto":
+        opts["think"] = e.think
+    if "enable_thinking" in takes and "enable_thinking" not in opts and e.enable_thinking is not None:
+        opts["enable_thinking"] = e.enable_thinking
+    return opts
+
+
+def check_thinking_switch(recipe: Recipe, tasks: list) -> None:
+    """enable_thinking against the model's chat template, before anything is written (needs the tokenizer)."""
+    tasks = [t for t in tasks if getattr(getattr(t, "reasoning", None), "enable_thinking", None) is not None]
+    if not tasks:
+        return
+    from prunetune.checkpoint import checkpoint_dir, load_model
+
+    path = checkpoint_dir(recipe.model)
+    if path is not None:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path)
+    else:
+        tok = load_model(recipe.model)[1]
+    for t in tasks:
+        try:
+            t.reasoning.bind(tok)
+        except UserError as e:
+            own = "enable_thinking" in recipe.evaluation.task_options.get(t.name, {})
+            key = f"evaluation.task_options.{t.name}" if own else "evaluation.enable_thinking"
+            raise UserError(f"{key}: {e}".replace("task option enable_thinking: ", "")) from None
+
+
 def gate_task_name(recipe: Recipe) -> str | None:
     return recipe.gate.task or (recipe.evaluation.tasks[0] if recipe.evaluation.tasks else None)
 
@@ -299,18 +342,9 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
                 "recovery.global_schedule and recovery.total_steps need recovery.config.max_steps "
                 "(the steps chunk_size is sized for)"
             )
-        if (r.allocation == "split") != (r.split is not None):
-            raise UserError("recovery.split and recovery.allocation: split go together")
-        if r.split is not None and (r.min_share or r.final_share):
-            raise UserError("recovery.split sets every iteration's steps itself: drop min_share / final_share")
-        if r.split is not None:
-            if recipe.schedule.shape == "damage" or len(r.split) != recipe.iterations or min(r.split) < 1:
-                raise UserError(f"recovery.split: give {recipe.iterations} step counts >= 1, one per iteration "
-                                "(schedule.shape damage decides its own iterations: use allocation: damage)")
-            if r.total_steps != sum(r.split):
-                raise UserError(f"recovery.split sums to {sum(r.split)}; recovery.total_steps is {r.total_steps}")
-        if r.allocation == "recovered" and r.total_steps is None:
-            raise UserError("recovery.allocation: recovered needs recovery.total_steps (the budget it caps)")
+        r.allocator().check(Context(total_steps=r.total_steps, iterations=recipe.iterations, min_share=r.min_share,
+                                    final_share=r.final_share, damage_sized=recipe.schedule.shape == "damage",
+                                    global_schedule=r.global_schedule))
         if r.min_share and r.total_steps is None:
             raise UserError("recovery.min_share needs recovery.total_steps (the budget it is a share of)")
         if r.min_share * recipe.iterations >= 1:
@@ -330,11 +364,9 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
         raise UserError("schedule.shape damage needs target.keep (and no schedule.mlp_neurons_per_iteration)")
     if not recipe.evaluation.tasks:
         raise UserError("evaluation.tasks: give at least one task")
-    for name in recipe.evaluation.tasks:
-        get_task(name, **recipe.evaluation.task_options.get(name, {}))
+    tasks = [get_task(name, **task_options(recipe, name)) for name in recipe.evaluation.tasks]
     if r.method == "grpo":
-        name = reward_task_name(recipe)
-        get_task(name, **(r.reward_task_options or recipe.evaluation.task_options.get(name, {})))
+        tasks.append(get_task(reward_task_name(recipe), **task_options(recipe, reward_task_name(recipe), reward=True)))
     gate_task = gate_task_name(recipe)
     if recipe.gate.max_drop is not None and gate_task not in recipe.evaluation.tasks:
         raise UserError(
@@ -358,6 +390,7 @@ def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShap
             except UserError as e:
                 raise UserError(f"recovery.config.{e}") from None
         resolve_model_path(recipe.model)
+        check_thinking_switch(recipe, tasks)
         p = recipe.prune
         for key, source in (("prune.calibration", p.calibration), ("prune.general", p.general)):
             if source:

@@ -14,7 +14,7 @@ from typing import Literal
 
 import yaml
 
-from prunetune.config import bounded, build, parse_overrides, read_yaml, to_dict
+from prunetune.config import SEED_MAX, bounded, build, parse_overrides, read_yaml, to_dict
 from prunetune.errors import UserError, did_you_mean
 from prunetune.recovery.teacher_data import PromptsConfig, TeacherCorrectionConfig, TeacherDataConfig
 
@@ -34,9 +34,9 @@ class ScheduleConfig:
     """How MLP removal is spread: equal (the paper) | front_loaded (same fraction of what is left each time) |
     cubic | damage (each cut the largest whose measured damage stays under max_damage; `iterations` caps
     the cuts, the last one takes whatever is left)."""
-    max_damage: float = bounded(0.5, gt=0.0)
+    max_damage: float = bounded(0.5, gt=0.0, le=1000.0)
     """shape damage: the largest rise of held-out next-token loss (nats/token) one MLP cut may cause."""
-    held_out_samples: int = bounded(32, ge=1)
+    held_out_samples: int = bounded(32, ge=1, le=100_000)
     """Held-out calibration texts damage is measured on (shape damage, recovery.total_steps)."""
     mlp_iterations: list[int] | None = None
     """1-based iterations in which MLP neurons are cut (default: every iteration)."""
@@ -54,9 +54,9 @@ class ScheduleConfig:
     """MoE with a shared expert: iteration -> shared-expert neurons removed in it."""
     hidden: dict[int, int] = field(default_factory=dict)
     """Iteration -> hidden channels (residual-stream width) removed in it, e.g. {1: 128}."""
-    round_to: int = bounded(1, ge=1)
+    round_to: int = bounded(1, ge=1, le=65536)
     """Every intermediate width along the way is a multiple of this (hardware-friendly shapes)."""
-    tensor_parallel: int = bounded(1, ge=1)
+    tensor_parallel: int = bounded(1, ge=1, le=1024)
     """Heads, KV heads and MLP width must stay divisible by this."""
 
     def __post_init__(self):
@@ -96,9 +96,9 @@ class PruneConfig:
     """General text protected by the ptl scorer (local file), optional."""
     text_field: str = "text"
     """Record field holding the calibration text."""
-    calibration_samples: int = bounded(64, ge=1)
+    calibration_samples: int = bounded(64, ge=1, le=1_000_000)
     """Calibration texts scored per iteration."""
-    max_length: int = bounded(256, ge=2)
+    max_length: int = bounded(256, ge=2, le=1_048_576)
     """Tokens per calibration text."""
 
 
@@ -108,7 +108,7 @@ class RecoveryConfig:
     """cpt | sft | distill | onpolicy | grpo | none (`prunetune ls -v` lists each method's config keys)."""
     data: str = "arith"
     """Training data: a registered text source (built in: arith) or a local file; iteration i takes chunk i."""
-    chunk_size: int = bounded(512, ge=1)
+    chunk_size: int = bounded(512, ge=1, le=100_000_000)
     """Records per iteration's chunk (fresh and disjoint across iterations, as in the paper)."""
     teacher: Literal["dense", "previous"] = "dense"
     """distill and onpolicy: dense (the original model, every iteration) | previous (the model before this
@@ -126,29 +126,20 @@ class RecoveryConfig:
     """Carry AdamW moments across iterations (sliced with the pruned units) instead of a fresh optimizer."""
     global_schedule: bool = False
     """One learning-rate schedule (single warm-up) across all iterations instead of one per iteration."""
-    total_steps: int | None = bounded(None, ge=1)
+    total_steps: int | None = bounded(None, ge=1, le=1_000_000_000)
     """The run's whole recovery budget in optimizer steps, allocated per iteration by `allocation`; the
     last iteration gets what is left. config.max_steps / chunk_size then only say how many records a step
     takes (chunk_size / max_steps). One-shot spends it in its one recovery."""
-    allocation: Literal["damage", "equal", "split", "recovered", "geometric"] = "damage"
-    """With total_steps: in proportion to each cut's measured damage (held-out loss rise) | equal shares |
-    split (the steps `split` names, by hand) | recovered (each cut trains until its held-out loss is back
-    within `tolerance` of the pre-cut loss, checked every `check_every` steps, capped by what the later
-    cuts and final_share need; the last cut gets what is left) | geometric (each iteration `growth` times
-    the steps of the one before: back-loaded, the last cut about two thirds, for any total)."""
-    growth: float = bounded(3.0, gt=0.0)
-    """allocation: geometric only: steps of each iteration over the one before's (1 = equal shares; 3 gives
-    4 cuts 3/9/27/81 of 120 and beat one-shot at 34% kept, 2.5 (5/12/29/74) did not)."""
-    tolerance: float = bounded(0.0, ge=0.0)
-    """allocation: recovered only: nats per token above the pre-cut held-out loss that count as recovered."""
-    check_every: int = bounded(5, ge=1)
-    """allocation: recovered only: optimizer steps between held-out loss checks."""
+    allocation: str = "damage"
+    """With total_steps, how the budget is spent over the cuts: damage (in proportion to each cut's measured
+    damage) | equal | geometric | recovered | split (`prunetune ls -v` lists them with their options)."""
+    allocation_options: dict = field(default_factory=dict)
+    """Options of the allocation, e.g. {growth: 3} for geometric, {tolerance: 0.02, check_every: 5} for
+    recovered, {steps: [5, 10, 25, 80]} for split (the flat keys recovery.growth, tolerance, check_every
+    and split of older recipes still load)."""
     final_share: float = bounded(0.0, ge=0.0, lt=1.0)
     """With total_steps: the share of the whole budget kept for the last iteration (the final polish),
     the rest allocated over the cuts; min_share x (iterations - 1) + final_share must stay below 1."""
-    split: list[int] | None = None
-    """allocation: split only: optimizer steps per iteration, e.g. [5, 10, 25, 80]; one per iteration,
-    summing to total_steps."""
     min_share: float = bounded(0.0, ge=0.0, lt=1.0)
     """With total_steps: the least share of the whole budget any iteration gets (e.g. 0.1), so middle cuts
     are not starved by the larger damage still to come; iterations x min_share must stay below 1."""
@@ -164,6 +155,55 @@ class RecoveryConfig:
     """{method, data, records, config}: fine-tune the dense teacher briefly before it generates or
     supervises (Minitron's teacher correction); once per run, kept in the run directory."""
 
+    def __post_init__(self):
+        from prunetune.loop.allocations import ALLOCATIONS, options_dict
+
+        try:
+            ALLOCATIONS.entry(self.allocation)
+        except UserError as e:
+            raise UserError(f"recovery.allocation: {e}") from None
+        self.allocation_options = options_dict(self.allocation, self.allocation_options)
+
+    def allocator(self):
+        """The allocation this section names, built with its options (loop/allocations/)."""
+        from prunetune.loop.allocations import build_allocation
+
+        return build_allocation(self.allocation, self.allocation_options)
+
+    @staticmethod
+    def upgrade_keys(data: dict, path: str) -> dict:
+        """Recipes before allocations were registered wrote their options flat in this section: each
+        moves into allocation_options when it belongs to the chosen allocation; one that belongs to
+        another is dropped at its default (older versions saved them all), an error otherwise."""
+        from prunetune.config import coerce_field, parse_scalar
+        from prunetune.loop.allocations import ALLOCATIONS
+
+        name = str(data.get("allocation") or "damage").strip()
+        for key, (owner, option) in FLAT_ALLOCATION_KEYS.items():
+            if key not in data:
+                continue
+            raw, full = data.pop(key), f"{path}.{key}" if path else key
+            cls = ALLOCATIONS.entry(owner).options
+            value = None if raw is None else coerce_field(cls, option, raw, full)
+            if name != owner:
+                if value is None or value == cls.__dataclass_fields__[option].default:
+                    continue
+                if key == "split":
+                    raise UserError("recovery.split and recovery.allocation: split go together")
+                raise UserError(f"{full} is an option of recovery.allocation: {owner}, not of {name}")
+            options = data.get("allocation_options") or {}
+            options = dict(parse_scalar(options) or {} if isinstance(options, str) else options)
+            if option in options:
+                raise UserError(f"{full}: also given as {path}.allocation_options.{option}; keep one")
+            data["allocation_options"] = {**options, option: value}
+        return data
+
+
+FLAT_ALLOCATION_KEYS = {"growth": ("geometric", "growth"), "tolerance": ("recovered", "tolerance"),
+                         "check_every": ("recovered", "check_every"), "split": ("split", "steps"),
+                         "probe_steps": ("probe", "probe_steps"), "probe_measure": ("probe", "probe_measure")}
+"""The one place that knows the flat keys of older recipes: recovery.<key> -> (allocation, option)."""
+
 
 @dataclass
 class EvalConfig:
@@ -171,9 +211,9 @@ class EvalConfig:
     """Tasks evaluated after every iteration (the first one is gated unless gate.task says otherwise)."""
     limit: int | None = bounded(200, ge=1)
     """Examples per task."""
-    max_new_tokens: int = bounded(512, ge=1)
+    max_new_tokens: int = bounded(512, ge=1, le=1_048_576)
     """Generation budget per completion."""
-    batch_size: int = bounded(32, ge=1)
+    batch_size: int = bounded(32, ge=1, le=65536)
     """Prompts generated together."""
     after_prune: bool = False
     """Also evaluate right after each cut, before recovery (shows the damage recovery has to undo)."""
@@ -182,6 +222,19 @@ class EvalConfig:
     vLLM in its own process; PRUNETUNE_VLLM_PYTHON names a Python that has vLLM)."""
     task_options: dict[str, dict] = field(default_factory=dict)
     """Per-task constructor options, e.g. {gsm8k: {data: data/gsm8k.jsonl}}."""
+    think: Literal["auto", "none"] | list[str] = "auto"
+    """Reasoning-trace delimiters [start, end] for every math and code task (and the GRPO reward task):
+    answers are read after the trace, an unclosed trace is wrong | auto: the chat template's | none.
+    A task's own task_options.think wins."""
+    enable_thinking: bool | None = None
+    """The chat template's thinking switch (Qwen3, SmolLM3) for every task that uses the template;
+    null: the template's default. An error for a template without it."""
+
+    def __post_init__(self):
+        if isinstance(self.think, list):
+            from prunetune.tasks.thinking import check_delimiters
+
+            check_delimiters(self.think, "evaluation.think")
 
 
 @dataclass
@@ -194,7 +247,7 @@ class GateConfig:
     """Task whose accuracy is gated (default: the first evaluation task)."""
     on_violation: Literal["stop", "rollback"] = "rollback"
     """stop | rollback (restore the previous checkpoint and retry with half the step)."""
-    max_retries: int = bounded(3, ge=0)
+    max_retries: int = bounded(3, ge=0, le=100)
     """Rollbacks allowed in a row before the run stops."""
 
 
@@ -210,6 +263,10 @@ class ExportConfig:
         if bad:
             raise UserError(f"export.keeps: every size must be in (0, 1), got {bad[0]}")
         self.keeps = sorted(set(self.keeps), reverse=True)
+        names = [f"{k:.2f}" for k in self.keeps]
+        twice = [n for n in names if names.count(n) > 1]
+        if twice:
+            raise UserError(f"export.keeps: two sizes would both be written as family/keep_{twice[0]}; keep one")
 
 
 @dataclass
@@ -218,9 +275,9 @@ class Recipe:
     """A checkpoint directory, or a built-in model name (`prunetune ls`: reference, tiny-random-<family>)."""
     output_dir: str = "runs/run"
     """Where the run writes its iterations, metrics and report."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
     """Seed for calibration and recovery data, sampling and initialisation."""
-    iterations: int = bounded(4, ge=1)
+    iterations: int = bounded(4, ge=1, le=1000)
     """Prune-recover iterations."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """Weights' dtype while the run works on them."""
@@ -239,6 +296,16 @@ class Recipe:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+
+    def __post_init__(self):
+        low = [k for k in self.export.keeps if self.target.keep is not None and k < self.target.keep - 0.01]
+        if low:
+            raise UserError(f"export.keeps: {low[0]} is below target.keep={self.target.keep}, where the run stops: "
+                            "that member would never be written")
+        total = self.recovery.total_steps
+        if total is not None and not self.one_shot and total < self.iterations:
+            raise UserError(f"recovery.total_steps={total} is fewer than iterations={self.iterations}: "
+                            "some iteration would get no recovery step")
 
     def to_dict(self) -> dict:
         return to_dict(self)

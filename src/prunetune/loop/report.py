@@ -1,4 +1,5 @@
-"""Run reports: the per-iteration table and the accuracy-versus-parameters and recovery-loss plots.
+"""Run reports: the per-iteration table and the accuracy-versus-parameters, accuracy-versus-seconds-per-solved-
+problem and recovery-loss plots.
 
 Reads only what a run wrote (summary.json, metrics.jsonl, iteration_NN/state/eval.json), so it can be
 re-drawn at any time with `prunetune report RUN_DIR`, also for a run that is still going.
@@ -7,33 +8,38 @@ re-drawn at any time with `prunetune report RUN_DIR`, also for a run that is sti
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from prunetune.errors import UserError
-from prunetune.io import atomic_write_text, read_jsonl
+from prunetune.io import COUNT, atomic_write_text, read_json
 from prunetune.table import format_table
 
 
 def _load_run(run: Path) -> dict:
-    metrics = read_jsonl(run / "metrics.jsonl")
-    baseline = (
-        json.loads((run / "baseline" / "eval.json").read_text())
-        if (run / "baseline" / "eval.json").is_file()
-        else None
-    )
+    from prunetune.loop.runfiles import EVAL_FIELDS, _redo, read_baseline, read_metrics, read_summary
+
+    metrics = read_metrics(run)
+    baseline = read_baseline(run)
     rows = []
     for d in sorted(run.glob("iteration_[0-9][0-9]")):
         for f in (d / "state" / "eval.json", d / "eval.json"):  # the second: runs before state/ existed
             if f.is_file():
-                rows.append(json.loads(f.read_text()))
+                rows.append(read_json(f, fix=_redo(d), fields={**EVAL_FIELDS, "iteration": COUNT}))
                 break
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    return {"dir": run, "metrics": metrics, "baseline": baseline, "rows": rows, "summary": summary}
+    return {"dir": run, "metrics": metrics, "baseline": baseline, "rows": rows, "summary": read_summary(run)}
 
 
 def _accuracy(metrics: dict, task: str) -> float | None:
     return metrics.get(task, {}).get("accuracy")
+
+
+def _seconds(metrics: dict, task: str) -> float | None:
+    """Seconds per solved problem (total generation time / solved); None when unmeasured or none solved."""
+    return metrics.get(task, {}).get("seconds_per_solved")
+
+
+def _fmt_seconds(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _tasks(run: dict) -> list[str]:
@@ -102,6 +108,11 @@ def _plots(run: dict, others: list[dict], out: Path) -> list[str]:
         plt.close(fig)
         files.append(name)
 
+    for task in _tasks(run):
+        name = _cost_plot(run, others, task, out, plt)
+        if name:
+            files.append(name)
+
     losses = [m for m in run["metrics"] if m.get("event") == "recover" and m.get("loss") is not None]
     if losses:
         fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -129,11 +140,45 @@ def _plots(run: dict, others: list[dict], out: Path) -> list[str]:
     return files
 
 
+def _cost_plot(run: dict, others: list[dict], task: str, out: Path, plt) -> str | None:
+    """Accuracy against seconds per solved problem (dense, every iteration, compared runs); None if unmeasured."""
+
+    def points(r: dict) -> list[tuple[float, float, int]]:
+        evals = [r["baseline"]["metrics"], *[row["metrics"] for row in r["rows"]]]
+        return [(_seconds(m, task), _accuracy(m, task), i) for i, m in enumerate(evals)
+                if _seconds(m, task) is not None and _accuracy(m, task) is not None]
+
+    mine = points(run)
+    if not mine:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    label = run["dir"].name + (" (one-shot)" if run["summary"].get("one_shot") else " (gradual)")
+    ax.plot([p[0] for p in mine], [p[1] for p in mine], "o-", label=label)
+    for x, y, i in mine:
+        ax.annotate("dense" if i == 0 else str(i), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for other in others:
+        if other["baseline"] and task in other["baseline"]["metrics"]:
+            theirs = points(other)
+            label = other["dir"].name + (" (one-shot)" if other["summary"].get("one_shot") else "")
+            ax.plot([p[0] for p in theirs], [p[1] for p in theirs], "s--", label=label)
+    ax.set_xlabel("seconds per solved problem (generation time / solved)")
+    ax.set_ylabel(f"{task} accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Accuracy vs time per solved problem: {task}")
+    fig.tight_layout()
+    name = f"accuracy_vs_seconds_{task}.png"
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def _table(run: dict) -> tuple[list[str], list[list[str]]]:
     tasks = _tasks(run)
     head = ["iteration", "non-emb params", "kept", "intermediate", "kv heads", "layers", "damage", "steps"] + [
         f"{t} acc" for t in tasks
-    ]
+    ] + [f"{t} s/solved" for t in tasks]
     base = run["baseline"]
     dense_n = base["non_embedding_params"]
     shape = base.get("shape", {})
@@ -141,6 +186,11 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
     # the last attempt of each iteration is the one kept (a rollback's cut and recovery come before it)
     damage = {m["iteration"]: m.get("damage") for m in run["metrics"] if m.get("event") == "prune"}
     steps = {m["iteration"]: m.get("steps") for m in run["metrics"] if m.get("event") == "recovery_done"}
+    # allocation: probe: each cut's decision (probe steps -> steps decided, the fitted floor of its measure)
+    probes = {m["iteration"]: _probe_cell(m) for m in run["metrics"]
+              if m.get("event") == "budget" and "probe_steps" in m}
+    if probes:
+        head.insert(head.index("steps") + 1, "probe")
     rows = [
         [
             "dense",
@@ -152,7 +202,9 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
             "",
             "",
         ]
+        + ([""] if probes else [])
         + [f"{_accuracy(base['metrics'], t):.3f}" for t in tasks]
+        + [_fmt_seconds(_seconds(base["metrics"], t)) for t in tasks]
     ]
     for r in run["rows"]:
         m = evals.get(r["iteration"], {})
@@ -167,12 +219,22 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
                 "-" if damage.get(r["iteration"]) is None else f"{damage[r['iteration']]:+.3f}",
                 str(steps.get(r["iteration"], "-")),
             ]
+            + ([probes.get(r["iteration"], "-")] if probes else [])
             + [
                 f"{_accuracy(r['metrics'], t):.3f}" if _accuracy(r["metrics"], t) is not None else "-"
                 for t in tasks
             ]
+            + [_fmt_seconds(_seconds(r["metrics"], t)) for t in tasks]
         )
     return head, rows
+
+
+def _probe_cell(m: dict) -> str:
+    """'4 -> 9, floor 0.412': the probe's steps, the steps the cut trained (the decision; the last cut's
+    is what was left), and the floor the fit predicts for the measure."""
+    curve = m.get("curve") or {}
+    floor = f", floor {curve['floor']:.3f}" if "floor" in curve else ""
+    return f"{m['probe_steps']} -> {m.get('steps', '-')}{floor}"
 
 
 def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -> Path:
@@ -180,6 +242,10 @@ def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.jsonl").is_file() and not (run_dir / "baseline").is_dir():
         raise UserError(f"'{run_dir}' is not a prunetune run directory (no metrics.jsonl)")
+    from prunetune.io import check_output_path
+
+    for name in ("report.md", "report.html"):  # before any plot is drawn
+        check_output_path(run_dir / name, "report", may_exist=True, kind="file")
     run = _load_run(run_dir)
     if not run["baseline"]:
         raise UserError(f"'{run_dir}' has no baseline evaluation yet")
@@ -190,9 +256,9 @@ def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -
     candidates = [Path(c) for c in (compare or [])]
     recipe_compare = None
     if (run_dir / "recipe.yaml").is_file():
-        import yaml
+        from prunetune.loop.runfiles import read_run_yaml
 
-        recipe_compare = (yaml.safe_load((run_dir / "recipe.yaml").read_text()) or {}).get("compare_with")
+        recipe_compare = read_run_yaml(run_dir / "recipe.yaml").get("compare_with")
     if recipe_compare:
         candidates.append(Path(recipe_compare))
     sibling = run_dir.parent / f"{run_dir.name}-oneshot"
@@ -227,13 +293,16 @@ def write_report(run_dir: str | Path, compare: list[str | Path] | None = None) -
     if s.get("family"):
         tasks = _tasks(run)
         fam_rows = [[f["dir"], f"{f['keep']:.2f}", f"{f['kept']:.1%}", f"{f['params']:,}", str(f["iteration"]),
-                     *[f"{_accuracy(f['metrics'], t):.3f}" for t in tasks]] for f in s["family"]]
+                     *[f"{_accuracy(f['metrics'], t):.3f}" for t in tasks],
+                     *[_fmt_seconds(_seconds(f["metrics"], t)) for t in tasks]] for f in s["family"]]
         lines += ["", "Family (servable checkpoints, one per requested size; `prunetune pick` chooses):", ""]
-        lines += format_table(["checkpoint", "size asked", "kept", "params", "iteration", *[f"{t} acc" for t in tasks]],
-                              fam_rows, style="markdown").splitlines()
+        lines += format_table(["checkpoint", "size asked", "kept", "params", "iteration", *[f"{t} acc" for t in tasks],
+                               *[f"{t} s/solved" for t in tasks]], fam_rows, style="markdown").splitlines()
     for o in others:
         oh, orows = _table(o)
         lines += ["", f"Compared run `{o['dir']}`:", "", *format_table(oh, orows, style="markdown").splitlines()]
+    lines += ["", "s/solved: seconds of generation per solved problem (total generation time / problems solved, "
+              "as the run's evaluation measured it; `prunetune pick --max-seconds-per-solved` selects by it)."]
     lines += [""] + [f"![{p}]({p})" for p in plots] + [""]
     md = "\n".join(lines)
     atomic_write_text(run_dir / "report.md", md)

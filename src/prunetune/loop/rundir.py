@@ -17,10 +17,9 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -34,36 +33,42 @@ from prunetune.io import (
     atomic_write_json,
     atomic_write_text,
     clean_stale_temps,
-    read_jsonl,
+    crash_point,
+)
+from prunetune.loop.family import members
+from prunetune.loop.runfiles import (
+    _OLD_LAYOUT,
+    EVAL_FILE,
+    OPTIMIZER_FILE,
+    STATE,
+    STATE_FILE,
+    LoopState,
+    clear_run_files,
+    is_run_dir,
+    read_baseline,
+    read_eval,
+    read_metrics,
+    read_run_yaml,
+    read_state,
 )
 from prunetune.models.shape import ModelShape
 
 log = logging.getLogger("prunetune.loop")
-STATE = "state"
-"""Everything of an iteration that is not the model, in a subfolder no model loader reads."""
-STATE_FILE = f"{STATE}/loop_state.json"
-OPTIMIZER_FILE = f"{STATE}/optimizer_state.safetensors"
-EVAL_FILE = f"{STATE}/eval.json"
-_OLD_LAYOUT = ("loop_state.json", "optimizer_state.safetensors", "eval.json", "eval")
 
 
 @dataclass
-class LoopState:
-    """What a resumed run needs besides the checkpoint itself."""
+class Resumed:
+    """The last accepted iteration, as a resumed run continues from it."""
 
-    completed: int = 0
-    queue: list[dict] = field(default_factory=list)
-    recovery_steps: int = 0
-    """Optimizer steps spent so far, rolled-back attempts included (the compute the run cost)."""
-    accepted_recovery_steps: int = 0
-    """Optimizer steps of accepted iterations (positions the global learning-rate schedule)."""
-    tokens: int = 0
-    chunks_used: int = 0
-    retries: int = 0
-    rollbacks: int = 0
-    stopped_reason: str | None = None
-    records_used: int = 0
-    """Recovery records taken so far from the data source (the next iteration's chunk starts there)."""
+    state: LoopState
+    model: object
+    tokenizer: object
+    history: list
+    """The cumulative plan history saved with its checkpoint."""
+    optimizer_state: dict | None
+    """The carried AdamW moments (None: none were saved)."""
+    metrics: dict
+    """Its evaluation (what the gate's `previous` compares against)."""
 
 
 class RunDir:
@@ -78,15 +83,16 @@ class RunDir:
     def prepare(self) -> None:
         """Claim the directory for this recipe (or resume the same recipe's run), lock it, start the log."""
         saved = self.out / "recipe.yaml"
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"output_dir '{self.out}' is a file, not a directory")
         if self.out.exists() and any(not p.name.startswith(".") for p in self.out.iterdir()):
-            if self.restart:
-                pass  # emptied below, once the lock is held
-            elif not saved.is_file():
+            if not is_run_dir(self.out):  # never a run: nothing in it is prunetune's to remove
                 raise UserError(
-                    f"output_dir '{self.out}' is not empty and holds no prunetune run; use another or --restart"
+                    f"output_dir '{self.out}' is not empty and holds no prunetune run; prunetune leaves it as it "
+                    "is: give an output_dir that is new, empty or a run's"
                 )
-            else:
-                old, new = _as_current(yaml.safe_load(saved.read_text()), self.out), yaml.safe_load(self.recipe_text)
+            if not self.restart:
+                old, new = _as_current(read_run_yaml(saved), self.out), yaml.safe_load(self.recipe_text)
                 old.pop("output_dir", None)  # a run directory moved or copied elsewhere resumes there
                 new.pop("output_dir", None)
                 if old != new:
@@ -94,22 +100,34 @@ class RunDir:
                         f"output_dir '{self.out}' holds a run of a different recipe (differs at "
                         f"'{_first_difference(old, new)}'); use another output_dir or --restart"
                     )
+                self.check_files()
         dist.barrier()
         if dist.is_main():
             self.out.mkdir(parents=True, exist_ok=True)
             self._take_lock()
             if self.restart:
-                for p in self.out.iterdir():
-                    if p.name != ".lock":
-                        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                kept = clear_run_files(self.out)
+                if kept:
+                    log.info("--restart kept %d file(s) prunetune did not write: %s", len(kept), ", ".join(kept[:5]))
             clean_stale_temps(self.out)
+            clean_stale_temps(self.out / "family")
             _move_state_of_old_runs(self.out)
             done = self.iteration_dirs()
-            completed = json.loads((done[-1] / STATE_FILE).read_text())["completed"] if done else 0
+            completed = read_state(done[-1])["completed"] if done else 0
             self._truncate_metrics(completed if self.baseline() else -1)
             atomic_write_text(saved, self.recipe_text)
             _log_to(self.out / "log.txt")
         dist.barrier()
+
+    def check_files(self) -> None:
+        """Read what a resume will read (baseline, metrics, the last iteration's state and evaluation) before
+        anything is written, so a corrupt or hand-edited file is one line naming it, not a traceback later."""
+        read_baseline(self.out)
+        read_metrics(self.out)
+        done = self.iteration_dirs()
+        if done:
+            read_state(done[-1])
+            read_eval(done[-1])
 
     def work(self, name: str, *, clear: bool = False) -> Path:
         """A scratch directory under .work/ (removed when the run finishes); `clear` empties it first."""
@@ -132,8 +150,7 @@ class RunDir:
 
     # ---- baseline ----------------------------------------------------------------------------
     def baseline(self) -> dict | None:
-        f = self.out / "baseline" / "eval.json"
-        return json.loads(f.read_text()) if f.is_file() else None
+        return read_baseline(self.out)
 
     def save_baseline(self, model, metrics: dict, eval_tmp: Path, shape: ModelShape) -> dict:
         baseline = {**count_params(model), "metrics": metrics, "shape": shape.to_dict()}
@@ -150,8 +167,8 @@ class RunDir:
     def iteration_dirs(self) -> list[Path]:
         return sorted(p for p in self.out.glob("iteration_[0-9][0-9]") if (p / STATE_FILE).is_file())
 
-    def resume(self, dtype, chunk_size: int = 0) -> tuple[LoopState, object, object, list, dict | None, dict] | None:
-        """(state, model, tokenizer, history, optimizer state, last metrics) of the last accepted iteration.
+    def resume(self, dtype, chunk_size: int = 0) -> Resumed | None:
+        """The last accepted iteration (None: there is none yet).
 
         `chunk_size`: records per iteration of runs saved before the state counted records (fixed chunks).
         """
@@ -159,13 +176,13 @@ class RunDir:
         if not done:
             return None
         last = done[-1]
-        saved = json.loads((last / STATE_FILE).read_text())
+        saved = read_state(last)
         saved.setdefault("records_used", saved.get("chunks_used", 0) * chunk_size)
         state = LoopState(**{k: v for k, v in saved.items() if k in LoopState.__dataclass_fields__})
         model, tok = load_model(last, dtype)
         opt = _load_optimizer_state(last / OPTIMIZER_FILE) if (last / OPTIMIZER_FILE).is_file() else None
-        metrics = json.loads((last / EVAL_FILE).read_text())["metrics"]
-        return state, model, tok, read_history(last), opt, metrics
+        metrics = read_eval(last)["metrics"]
+        return Resumed(state, model, tok, read_history(last), opt, metrics)
 
     def restore(self, model_name: str, dtype):
         """(model, tokenizer, optimizer state) of the last accepted iteration, or the input model."""
@@ -209,16 +226,28 @@ class RunDir:
                     f.unlink()
 
     def iteration_metrics(self) -> list[tuple[Path, dict]]:
-        return [(d, json.loads((d / EVAL_FILE).read_text())["metrics"]) for d in self.iteration_dirs()]
+        return [(d, read_eval(d)["metrics"]) for d in self.iteration_dirs()]
 
     # ---- end ---------------------------------------------------------------------------------
-    def finish(self, summary: dict) -> dict:
-        """Write summary.json and the report, remove the scratch space."""
+    def finish(self, *, model: str, one_shot: bool, baseline: dict, state: LoopState, planned_iterations: int) -> dict:
+        """Build and write summary.json (this is its one writer), write the report, remove the scratch space."""
         from prunetune.loop.report import write_report
 
+        summary = {
+            "model": model,
+            "one_shot": one_shot,
+            "baseline": {k: baseline[k] for k in ("params", "non_embedding_params", "metrics")},
+            "final": None,
+            "completed_iterations": state.completed,
+            "planned_iterations": planned_iterations,
+            "recovery_steps": state.recovery_steps,
+            "tokens": state.tokens,
+            "rollbacks": state.rollbacks,
+            "stopped_reason": state.stopped_reason,
+        }
         done = self.iteration_dirs()
         if done:
-            ev = json.loads((done[-1] / EVAL_FILE).read_text())
+            ev = read_eval(done[-1])
             final = {k: ev[k] for k in ("params", "non_embedding_params", "metrics")}
             final["iteration"] = ev["iteration"]
             from transformers import AutoConfig
@@ -228,8 +257,6 @@ class RunDir:
             summary["non_embedding_params_kept"] = (
                 final["non_embedding_params"] / summary["baseline"]["non_embedding_params"]
             )
-        from prunetune.loop.family import members
-
         summary["family"] = members(self.out)
         summary["wall_time"] = round(time.time() - self.t0, 1)
         if dist.is_main():
@@ -255,7 +282,7 @@ class RunDir:
         """
         path = self.out / "metrics.jsonl"
         if dist.is_main() and path.exists():
-            kept = [m for m in read_jsonl(path) if m.get("iteration", 0) <= completed]
+            kept = [m for m in read_metrics(self.out) if m["iteration"] <= completed]
             atomic_write_text(path, "".join(json.dumps(m) + "\n" for m in kept))
 
     def _take_lock(self) -> None:
@@ -346,12 +373,6 @@ def _load_optimizer_state(path: Path) -> dict:
         name, k = key.rsplit("::", 1)
         out.setdefault(name, {})[k] = v
     return out
-
-
-def crash_point(name: str) -> None:
-    """Fault injection for the resume tests: PRUNETUNE_CRASH_AT=recover:2 kills the process there (SIGKILL)."""
-    if os.environ.get("PRUNETUNE_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _log_to(path: Path) -> None:

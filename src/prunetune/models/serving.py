@@ -81,3 +81,23 @@ def width_issues(intermediate_size: int, num_attention_heads: int, num_key_value
             f"{QUANT_GROUP} (4-bit kernels)"
         )
     return out
+
+
+KQUANT_BLOCK = 256
+"""llama.cpp's K-quants (Q4_K_M, Q5_K_M, Q6_K, ...) pack each row in blocks of this many weights."""
+
+
+def gguf_row_issues(shape, block: int = KQUANT_BLOCK) -> list[str]:
+    """The row lengths of `shape` (a ModelShape) that are not a multiple of `block`: llama.cpp quantizes
+    each weight along its rows (hidden_size for q/k/v/gate/up and the embeddings, heads x head_dim for
+    o_proj, the MLP / expert widths for down_proj), and a tensor whose rows do not fit is written in a
+    fallback type instead (for K-quants Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; F16 below 32)."""
+    lengths = {"hidden_size": shape.hidden_size,
+               "heads x head_dim": shape.num_attention_heads * shape.head_dim}
+    if shape.intermediate_size and len(shape.moe_layers) < shape.num_hidden_layers:
+        lengths["intermediate_size"] = shape.intermediate_size
+    if shape.moe_layers:
+        lengths["moe_intermediate_size"] = shape.moe_intermediate_size
+        if shape.shared_expert_intermediate_size:
+            lengths["shared_expert_intermediate_size"] = shape.shared_expert_intermediate_size
+    return [f"{name} {n}" for name, n in lengths.items() if n % block]

@@ -14,17 +14,35 @@ def _fields(records: list[dict]) -> str:
     return ", ".join(map(str, records[0]))
 
 
+def template_fields(template: str) -> list[str]:
+    """The record fields a `template` names; a template str.format cannot fill (a lone brace, a positional
+    or attribute/index field) is a UserError naming it (write {{ and }} for literal braces)."""
+    import string
+
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise UserError(f"template: {e} in {template[:60]!r} (write {{{{ and }}}} for literal braces)") from None
+    names = [name for _, name, _, _ in parsed if name is not None]
+    bad = [n for n in names if not n.isidentifier()]
+    if bad:
+        raise UserError(f"template: '{{{bad[0]}}}' is not a record field name (write {{{{ and }}}} for literal braces)")
+    return names
+
+
 def record_texts(records: list[dict], text_field: str = "text", template: str | None = None) -> list[str]:
     """One training text per record: the `template` filled from its fields, or its `text_field`."""
     if template:
+        names = template_fields(template)
         out = []
         for i, r in enumerate(records):
+            missing = [n for n in names if n not in r]
+            if missing:
+                raise UserError(f"template field '{missing[0]}' is not in record {i + 1}; fields are: {_fields(records)}")
             try:
                 out.append(template.format(**r))
-            except KeyError as e:
-                raise UserError(
-                    f"template field {e} is not in record {i}; fields are: {_fields(records)}"
-                ) from None
+            except (ValueError, TypeError) as e:  # a format spec that does not fit the record's value
+                raise UserError(f"template: record {i + 1}: {e}") from None
         return out
     if text_field not in records[0]:
         raise UserError(f"data has no field '{text_field}' (text_field); fields are: {_fields(records)}")

@@ -13,6 +13,7 @@ import copy
 import importlib.util
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from prunetune.config import bounded
@@ -32,17 +33,17 @@ from prunetune.recovery.trainer import (
 class GRPORecoveryConfig(CommonConfig):
     learning_rate: float = bounded(1e-6, gt=0.0)
     """Peak AdamW learning rate (the paper's 1e-6)."""
-    per_device_train_batch_size: int = bounded(8, ge=1)
+    per_device_train_batch_size: int = bounded(8, ge=1, le=65536)
     """Completions per device per micro-batch (a multiple of num_generations overall)."""
     max_steps: int | None = bounded(None, ge=1)
     """Optimizer steps; default one pass over the prompts."""
-    num_generations: int = bounded(8, ge=2)
+    num_generations: int = bounded(8, ge=2, le=1024)
     """Samples per prompt (the paper's 8)."""
     temperature: float = bounded(1.0, gt=0.0)
     """Sampling temperature (the paper's 1.0)."""
     top_p: float = bounded(1.0, gt=0.0, le=1.0)
     """Nucleus sampling."""
-    max_completion_length: int = bounded(64, ge=1)
+    max_completion_length: int = bounded(64, ge=1, le=1_048_576)
     """New tokens per completion (small for CPU)."""
     beta: float = bounded(0.0, ge=0.0)
     """KL coefficient to the reference model (the paper's 0.01; trl's default 0 needs no reference copy)."""
@@ -108,6 +109,25 @@ def _trainer_cls():
     return GRPORecoveryTrainer
 
 
+def point_vllm_at_current_shape(model, tokenizer, work_dir) -> Path:
+    """Write the model as it is now to `work_dir`/vllm_model and point its name_or_path there.
+
+    TRL's colocated vLLM builds its engine from `model.name_or_path` and then only copies weights into it,
+    so after a cut that path (the checkpoint the run loaded: the dense model) has the wrong shapes. Every
+    rank builds its own engine, so rank 0 writes and the others wait for it.
+    """
+    from prunetune import dist
+    from prunetune.checkpoint import save_checkpoint
+
+    path = Path(work_dir) / "vllm_model"
+    if dist.is_main():
+        save_checkpoint(model, tokenizer, path, replace=True)
+    dist.barrier()
+    model.config.name_or_path = str(path)
+    model.name_or_path = str(path)
+    return path
+
+
 @TUNERS.register("grpo", options=GRPORecoveryConfig)
 def train(model, tokenizer, records: list[dict], cfg: GRPORecoveryConfig, ctx: Context) -> RecoveryResult:
     """GRPO with TRL's GRPOTrainer; the reward is a task's score (the evaluation metric) plus a format bonus."""
@@ -141,6 +161,8 @@ def train(model, tokenizer, records: list[dict], cfg: GRPORecoveryConfig, ctx: C
         per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
         args.max_steps = max(1, math.ceil(len(records) * n_gen * cfg.num_iterations / per_step))
     funcs = ctx.reward_funcs if isinstance(ctx.reward_funcs, list | tuple) else [ctx.reward_funcs]
+    if cfg.use_vllm and cfg.vllm_mode == "colocate":
+        point_vllm_at_current_shape(model, tokenizer, ctx.work_dir)
     return fit(
         _trainer_cls(),
         model,

@@ -55,7 +55,7 @@ def check(cfg, *, carry_optimizer: bool = False, for_run: bool = True, key: str 
     if cfg.deepspeed_config is not None and not Path(cfg.deepspeed_config).is_file():
         raise UserError(f"{key}.deepspeed_config: no such file: {cfg.deepspeed_config}")
     world = dist.world_size()
-    if world < 2:
+    if world < 2 and not _one_rank_group():
         raise UserError(
             f"{key}.sharding: {s} needs several processes (torchrun --nproc_per_node=N); this is one"
         )
@@ -67,6 +67,15 @@ def check(cfg, *, carry_optimizer: bool = False, for_run: bool = True, key: str 
         )
     if cfg.cpu_offload and not torch.cuda.is_available():
         raise UserError(f"{key}.cpu_offload needs a GPU (on CPU every tensor already lives in CPU memory)")
+
+
+def _one_rank_group() -> bool:
+    """A process group of one rank that the caller started on purpose (bench/gpu_check.py runs FSDP2's and
+    ZeRO's code paths on one GPU this way; FSDP2 with cpu_offload also fits a model one GPU cannot hold).
+    A plain one-process launch has no group, and sharding it stays an error."""
+    import torch.distributed as tdist
+
+    return tdist.is_available() and tdist.is_initialized() and tdist.get_world_size() == 1
 
 
 def zero_config(cfg) -> dict:

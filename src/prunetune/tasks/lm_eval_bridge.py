@@ -6,6 +6,10 @@ YAML with `dataset_path: json` and `dataset_kwargs: {data_files: {test: FILE}}` 
 passed as `--lm-eval-include`. Results use the same {task, n, metrics, predictions} shape as
 `evaluate`, with lm-eval's metric names ("exact_match,strict-match") kept as they are, plus
 `accuracy` copied from the first acc / exact_match metric so tables line up.
+Reasoning traces: the delimiters prunetune's tasks use (`think`, default the chat template's) reach lm-eval
+as `think_end_token` (it scores only the text after the trace's end; unlike prunetune's tasks it keeps an
+unclosed trace's text), and `enable_thinking` as the chat-template switch, which turns lm-eval's
+`apply_chat_template` on (the switch lives in the template).
 """
 
 from __future__ import annotations
@@ -42,8 +46,14 @@ def run_lm_eval(
     num_fewshot: int | None = None,
     max_new_tokens: int | None = None,
     seed: int = 0,
+    think="auto",
+    enable_thinking: bool | None = None,
 ) -> list[dict]:
-    """Evaluate `model` on lm-eval `tasks`; unknown task names are a UserError with did-you-mean."""
+    """Evaluate `model` on lm-eval `tasks`; unknown task names are a UserError with did-you-mean.
+
+    `think` / `enable_thinking` are the task options of tasks/thinking.py, checked the same way."""
+    from prunetune.tasks.thinking import Reasoning
+
     try:
         from lm_eval import simple_evaluate
         from lm_eval.models.huggingface import HFLM
@@ -64,7 +74,11 @@ def run_lm_eval(
             raise UserError(f"unknown lm-eval task '{name}'{did_you_mean(name, known)}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    reasoning = Reasoning(think, enable_thinking)
+    reasoning.bind(tokenizer)
+    think_end = reasoning.delimiters[1] if reasoning.delimiters else None
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, think_end_token=think_end,
+              enable_thinking=enable_thinking)
     gen_kwargs = {"max_gen_toks": max_new_tokens} if max_new_tokens else None
     res = simple_evaluate(
         model=lm,
@@ -73,6 +87,7 @@ def run_lm_eval(
         limit=limit,
         num_fewshot=num_fewshot,
         gen_kwargs=gen_kwargs,
+        apply_chat_template=enable_thinking is not None,
         log_samples=False,
         random_seed=seed,
         numpy_random_seed=seed,

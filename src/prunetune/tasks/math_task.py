@@ -12,6 +12,7 @@ import re
 from prunetune.errors import UserError
 from prunetune.tasks.extract import extract_answer, last_boxed, normalize_number
 from prunetune.tasks.task import QA_STOP, TASKS, Example, check_limit, math_fewshot_text, qa_prompt
+from prunetune.tasks.thinking import OPTION_DOCS, Reasoning
 
 BOXED_HINT = " Put the final answer in \\boxed{}."
 _STRIP = (r"\left", r"\right", r"\!", r"\,", r"\;", r"\:", "$", "^\\circ", "^{\\circ}", r"\%", "%")
@@ -83,28 +84,40 @@ def math_equal(pred: str | None, target: str) -> bool:
 @TASKS.register("math", doc="MATH-style problems from a local JSONL file; boxed answers compared symbolically")
 class MathTask:
     name = "math"
+    option_docs = OPTION_DOCS
 
-    def __init__(self, data: str | None = None, num_fewshot: int = 0, chat: bool | None = None):
+    def __init__(
+        self,
+        data: str | None = None,
+        num_fewshot: int = 0,
+        chat: bool | None = None,
+        think: str | list[str] = "auto",
+        enable_thinking: bool | None = None,
+    ):
         if data is None:
             raise UserError("task 'math' needs a local MATH-format JSONL file: pass --data FILE")
         self.data = str(data)
         self.chat = chat
         self.fewshot = math_fewshot_text(num_fewshot)
-        self.stop = list(QA_STOP)
+        self.reasoning = Reasoning(think, enable_thinking, stop=QA_STOP)
+
+    @property
+    def stop(self) -> list[str]:
+        return self.reasoning.generation_stop
 
     def examples(self, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Example]:
-        from prunetune.data import load_records
+        from prunetune.data import load_records, where
 
         check_limit(limit)
         out = []
         for i, rec in enumerate(load_records(self.data), 1):
             if "problem" not in rec:
-                raise UserError(f"{self.data}: record {i} has no 'problem' field")
+                raise UserError(f"{where(self.data, i - 1)}: the record has no 'problem' field")
             target = rec.get("answer")
             if target is None:
                 target = last_boxed(str(rec.get("solution", "")))
             if target is None:
-                raise UserError(f"{self.data}: record {i} has neither 'answer' nor a \\boxed{{}} solution")
+                raise UserError(f"{where(self.data, i - 1)}: the record has neither 'answer' nor a \\boxed{{}} solution")
             ex_id = str(rec.get("unique_id", rec.get("id", f"math-{i - 1}")))
             out.append(
                 Example(ex_id, str(rec["problem"]), str(target), {"solution": rec.get("solution", "")})
@@ -114,14 +127,21 @@ class MathTask:
         return out
 
     def build_prompt(self, example: Example, tokenizer) -> str:
-        return qa_prompt(tokenizer, example.prompt + BOXED_HINT, fewshot=self.fewshot, chat=self.chat)
+        kwargs = self.reasoning.bind(tokenizer)
+        prompt = qa_prompt(
+            tokenizer, example.prompt + BOXED_HINT, fewshot=self.fewshot, chat=self.chat, template_kwargs=kwargs
+        )
+        return self.reasoning.seen(prompt)
 
     def extract(self, completion: str) -> str | None:
-        boxed = last_boxed(completion)
-        return boxed.strip() if boxed is not None else extract_answer(completion, numeric=False)
+        answer = self.reasoning.answer(completion)
+        if answer is None:
+            return None
+        boxed = last_boxed(answer)
+        return boxed.strip() if boxed is not None else extract_answer(answer, numeric=False)
 
     def score(self, example: Example, completion: str) -> float:
         return float(math_equal(self.extract(completion), example.target))
 
     def format_ok(self, completion: str) -> bool:
-        return last_boxed(completion) is not None
+        return self.reasoning.format_ok(completion, lambda answer: last_boxed(answer) is not None)

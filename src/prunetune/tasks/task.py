@@ -41,11 +41,13 @@ class Task(Protocol):
     def extract(self, completion: str) -> str | None: ...
 
 
-def apply_chat(tokenizer, user_text: str, *, fewshot: str = "", use_chat: bool | None = None) -> str:
+def apply_chat(
+    tokenizer, user_text: str, *, fewshot: str = "", use_chat: bool | None = None, template_kwargs: dict | None = None
+) -> str:
     """Wrap a question for generation: the chat template when the tokenizer has one, else plain text.
 
     Few-shot demonstrations are prepended to the user turn (chat) or the text (plain), so the
-    same prefix works for base and instruct models.
+    same prefix works for base and instruct models. `template_kwargs` go to the template (enable_thinking).
     """
     text = f"{fewshot}{user_text}"
     has_template = bool(getattr(tokenizer, "chat_template", None)) if tokenizer is not None else False
@@ -53,7 +55,7 @@ def apply_chat(tokenizer, user_text: str, *, fewshot: str = "", use_chat: bool |
         use_chat = has_template
     if use_chat and has_template:
         return tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True, **(template_kwargs or {})
         )
     return text
 
@@ -125,12 +127,15 @@ def math_fewshot_text(k: int, shots=FEWSHOT_MATH) -> str:
     return "".join(f"Question: {q}\nAnswer: {cot} The answer is {a}.\n\n" for q, cot, a in shots[:k])
 
 
-def qa_prompt(tokenizer, question: str, *, fewshot: str = "", chat: bool | None = None) -> str:
+def qa_prompt(
+    tokenizer, question: str, *, fewshot: str = "", chat: bool | None = None, template_kwargs: dict | None = None
+) -> str:
     """'Question: ...\\nAnswer:' for plain models; the same inside the chat template when there is one."""
     has_template = bool(getattr(tokenizer, "chat_template", None))
     use_chat = has_template if chat is None else (chat and has_template)
     if use_chat:
-        return apply_chat(tokenizer, f"{fewshot}Question: {question}\n{MATH_INSTRUCTION}", use_chat=True)
+        return apply_chat(tokenizer, f"{fewshot}Question: {question}\n{MATH_INSTRUCTION}", use_chat=True,
+                          template_kwargs=template_kwargs)
     return f"{fewshot}Question: {question}\nAnswer:"
 
 

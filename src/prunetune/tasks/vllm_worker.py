@@ -7,7 +7,7 @@ of its own; this file imports nothing from prunetune and is started as a script 
 
 REQUEST: {"jobs": [request, ...]} or one request {"model": dir, "dtype": "float32", "max_model_len": N or None, "mode": "generate" | "prompt_logprobs",
 "prompts": [...], and for generate: "max_tokens", "temperature", "top_p", "n", "stop", "seed"}.
-RESULT: generate -> {"outputs": [[{"text", "num_tokens", "finish_reason"}, ... n], ...]};
+RESULT: generate -> {"outputs": [[{"text", "num_tokens", "finish_reason"}, ... n], ...], "seconds"};
 prompt_logprobs -> {"logprobs": [[logprob of token t given the tokens before it, for t >= 1], ...],
 "token_ids": [[...], ...]}.
 """
@@ -18,6 +18,7 @@ import gc
 import json
 import os
 import sys
+import time
 
 
 def run(req: dict) -> dict:
@@ -48,12 +49,14 @@ def run(req: dict) -> dict:
             stop=req.get("stop") or None,
             seed=req.get("seed", 0),
         )
+        t0 = time.perf_counter()
         outs = llm.generate(req["prompts"], params, use_tqdm=False)
         result = {
             "outputs": [
                 [{"text": c.text, "num_tokens": len(c.token_ids), "finish_reason": c.finish_reason} for c in o.outputs]
                 for o in outs
-            ]
+            ],
+            "seconds": time.perf_counter() - t0,  # generation only, not the engine's start
         }
     del llm
     return result

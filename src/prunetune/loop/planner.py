@@ -128,6 +128,8 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
     if shape.moe_layers and s.shape == "damage":
         raise UserError("schedule.shape damage: not supported for MoE models yet (use equal, front_loaded or cubic)")
 
+    if recipe.target.keep is not None and not s.mlp_neurons_per_iteration and not recipe.one_shot:
+        _check_mlp_cut(recipe, shape, fill, mlp_iters)
     if s.mlp_neurons_per_iteration:
         for i in mlp_iters:
             steps[i - 1].mlp_neurons = s.mlp_neurons_per_iteration
@@ -144,6 +146,17 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
                       **{key: sum(getattr(x, key) for x in steps)
                          for key in ("experts", "expert_neurons", "shared_expert_neurons")})]
     return steps
+
+
+def _check_mlp_cut(recipe: Recipe, shape: ModelShape, fill: str, mlp_iters: list[int]) -> None:
+    """target.keep met by the MLP (or expert) width: refuse a schedule that can never cut it."""
+    s = recipe.schedule
+    start, final = _fill_width(_base(recipe, shape), fill), final_mlp_width(recipe, shape)
+    if final >= start:
+        return
+    if not mlp_iters:
+        raise UserError(f"schedule.mlp_iterations: [] cuts no MLP neurons, but target.keep={recipe.target.keep} "
+                        f"needs the MLP width cut from {start} to {final}: name the iterations that cut it")
 
 
 def _base(recipe: Recipe, shape: ModelShape) -> ModelShape:

@@ -150,7 +150,6 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
 
 def _check_mlp_cut(recipe: Recipe, shape: ModelShape, fill: str, mlp_iters: list[int]) -> None:
     """target.keep met by the MLP (or expert) width: refuse a schedule that can never cut it."""
-    s = recipe.schedule
     start, final = _fill_width(_base(recipe, shape), fill), final_mlp_width(recipe, shape)
     if final >= start:
         return

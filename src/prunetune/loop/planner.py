@@ -8,7 +8,6 @@ removes the same fraction of the width that is left, so cuts shrink as the model
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from prunetune.checkpoint import model_config, resolve_model_path
 from prunetune.data import check_source
 from prunetune.errors import UserError
 from prunetune.loop.allocations import Context
+from prunetune.loop.evaluation import check_thinking_switch, gate_task_name, reward_task_name, task_options
 from prunetune.loop.recipe import Recipe
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.plan import Constraints, PruningPlan
@@ -215,20 +215,6 @@ def _widths(start: int, end: int, n: int, shape: str, round_to: int) -> list[int
     return out
 
 
-def shapes_along(shape: ModelShape, steps: list[Step]) -> list[ModelShape]:
-    out = [shape]
-    for st in steps:
-        out.append(
-            out[-1].after(
-                mlp_removed=st.mlp_neurons, kv_groups_removed=st.kv_groups, layers_removed=st.layers,
-                experts_removed=st.experts, expert_neurons_removed=st.expert_neurons,
-                shared_removed=st.shared_expert_neurons,
-                hidden_removed=st.hidden,
-            )
-        )
-    return out
-
-
 def validate_steps(shape: ModelShape, steps: list[Step], constraints: Constraints) -> list[ModelShape]:
     """Check every iteration's cut against the shape it meets (before anything runs)."""
     shapes = [shape]
@@ -285,55 +271,6 @@ def step_spec(recipe: Recipe, step: Step) -> StepSpec:
         hidden_importance=p.hidden_importance,
         hidden_options=p.hidden_options,
     )
-
-
-def reward_task_name(recipe: Recipe) -> str:
-    return recipe.recovery.reward_task or recipe.gate.task or recipe.evaluation.tasks[0]
-
-
-def task_options(recipe: Recipe, name: str, *, reward: bool = False) -> dict:
-    """Constructor options of evaluation task `name` (or of the GRPO reward task): its task_options, with
-    evaluation.think / enable_thinking for tasks that take them (a task's own options win)."""
-    from prunetune.tasks import TASKS, gym_names
-    from prunetune.tasks.gym import GymTask
-
-    e, r = recipe.evaluation, recipe.recovery
-    opts = dict((r.reward_task_options if reward else None) or e.task_options.get(name, {}))
-    cls = TASKS.get(name) if name in TASKS else (GymTask if name in gym_names() else None)
-    takes = set(inspect.signature(GymTask if isinstance(cls, type) and issubclass(cls, GymTask) else cls).parameters
-                ) if cls is not None else set()
-    if "think" in takes and "think" not in opts and e.think != "auto":
-        opts["think"] = e.think
-    if "enable_thinking" in takes and "enable_thinking" not in opts and e.enable_thinking is not None:
-        opts["enable_thinking"] = e.enable_thinking
-    return opts
-
-
-def check_thinking_switch(recipe: Recipe, tasks: list) -> None:
-    """enable_thinking against the model's chat template, before anything is written (needs the tokenizer)."""
-    tasks = [t for t in tasks if getattr(getattr(t, "reasoning", None), "enable_thinking", None) is not None]
-    if not tasks:
-        return
-    from prunetune.checkpoint import checkpoint_dir, load_model
-
-    path = checkpoint_dir(recipe.model)
-    if path is not None:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(path)
-    else:
-        tok = load_model(recipe.model)[1]
-    for t in tasks:
-        try:
-            t.reasoning.bind(tok)
-        except UserError as e:
-            own = "enable_thinking" in recipe.evaluation.task_options.get(t.name, {})
-            key = f"evaluation.task_options.{t.name}" if own else "evaluation.enable_thinking"
-            raise UserError(f"{key}: {e}".replace("task option enable_thinking: ", "")) from None
-
-
-def gate_task_name(recipe: Recipe) -> str | None:
-    return recipe.gate.task or (recipe.evaluation.tasks[0] if recipe.evaluation.tasks else None)
 
 
 def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShape, list[Step], list[ModelShape]]:

@@ -342,6 +342,12 @@ CASES = [
     ("run smoke output_dir=/proc/prunetune-run", "cannot write in '/proc'"),
     ("import-gguf {w}/fake.gguf --out {w}/dangling", "symbolic link"),
     # numbers: every one bounded where it is read (typed config and flags alike)
+    # options that would silently do nothing
+    ("validate smoke recovery.allocation=geometric", "recovery.allocation: geometric needs recovery.total_steps"),
+    ("plan smoke recovery.allocation=split recovery.split=[3,4]", "recovery.allocation: split needs"),
+    ("run smoke output_dir={t}/run recovery.allocation=recovered", "which is not set"),
+    ("validate smoke schedule.mlp_iterations=[]", "schedule.mlp_iterations: [] cuts no MLP neurons"),
+    ("plan smoke schedule.mlp_iterations=[] target.keep=0.6", "needs the MLP width cut"),
     ("validate smoke seed=-1", "seed: must be at least 0"),
     ("validate smoke seed=4294967296", "seed: must be at most 4294967295"),
     ("validate smoke iterations=1001", "iterations: must be at most 1000"),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from prunetune.loop.planner import Step, gate_task_name
+from prunetune.loop.evaluation import gate_task_name
+from prunetune.loop.planner import Step
 from prunetune.loop.recipe import Recipe
 from prunetune.loop.runfiles import LoopState
 

@@ -8,7 +8,6 @@ removes the same fraction of the width that is left, so cuts shrink as the model
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from prunetune.checkpoint import model_config, resolve_model_path
 from prunetune.data import check_source
 from prunetune.errors import UserError
 from prunetune.loop.allocations import Context
+from prunetune.loop.evaluation import check_thinking_switch, gate_task_name, reward_task_name, task_options
 from prunetune.loop.recipe import Recipe
 from prunetune.models.shape import ModelShape
 from prunetune.pruning.plan import Constraints, PruningPlan
@@ -128,6 +128,8 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
     if shape.moe_layers and s.shape == "damage":
         raise UserError("schedule.shape damage: not supported for MoE models yet (use equal, front_loaded or cubic)")
 
+    if recipe.target.keep is not None and not s.mlp_neurons_per_iteration and not recipe.one_shot:
+        _check_mlp_cut(recipe, shape, fill, mlp_iters)
     if s.mlp_neurons_per_iteration:
         for i in mlp_iters:
             steps[i - 1].mlp_neurons = s.mlp_neurons_per_iteration
@@ -144,6 +146,16 @@ def plan_steps(recipe: Recipe, shape: ModelShape) -> list[Step]:
                       **{key: sum(getattr(x, key) for x in steps)
                          for key in ("experts", "expert_neurons", "shared_expert_neurons")})]
     return steps
+
+
+def _check_mlp_cut(recipe: Recipe, shape: ModelShape, fill: str, mlp_iters: list[int]) -> None:
+    """target.keep met by the MLP (or expert) width: refuse a schedule that can never cut it."""
+    start, final = _fill_width(_base(recipe, shape), fill), final_mlp_width(recipe, shape)
+    if final >= start:
+        return
+    if not mlp_iters:
+        raise UserError(f"schedule.mlp_iterations: [] cuts no MLP neurons, but target.keep={recipe.target.keep} "
+                        f"needs the MLP width cut from {start} to {final}: name the iterations that cut it")
 
 
 def _base(recipe: Recipe, shape: ModelShape) -> ModelShape:
@@ -203,20 +215,6 @@ def _widths(start: int, end: int, n: int, shape: str, round_to: int) -> list[int
     return out
 
 
-def shapes_along(shape: ModelShape, steps: list[Step]) -> list[ModelShape]:
-    out = [shape]
-    for st in steps:
-        out.append(
-            out[-1].after(
-                mlp_removed=st.mlp_neurons, kv_groups_removed=st.kv_groups, layers_removed=st.layers,
-                experts_removed=st.experts, expert_neurons_removed=st.expert_neurons,
-                shared_removed=st.shared_expert_neurons,
-                hidden_removed=st.hidden,
-            )
-        )
-    return out
-
-
 def validate_steps(shape: ModelShape, steps: list[Step], constraints: Constraints) -> list[ModelShape]:
     """Check every iteration's cut against the shape it meets (before anything runs)."""
     shapes = [shape]
@@ -273,55 +271,6 @@ def step_spec(recipe: Recipe, step: Step) -> StepSpec:
         hidden_importance=p.hidden_importance,
         hidden_options=p.hidden_options,
     )
-
-
-def reward_task_name(recipe: Recipe) -> str:
-    return recipe.recovery.reward_task or recipe.gate.task or recipe.evaluation.tasks[0]
-
-
-def task_options(recipe: Recipe, name: str, *, reward: bool = False) -> dict:
-    """Constructor options of evaluation task `name` (or of the GRPO reward task): its task_options, with
-    evaluation.think / enable_thinking for tasks that take them (a task's own options win)."""
-    from prunetune.tasks import TASKS, gym_names
-    from prunetune.tasks.gym import GymTask
-
-    e, r = recipe.evaluation, recipe.recovery
-    opts = dict((r.reward_task_options if reward else None) or e.task_options.get(name, {}))
-    cls = TASKS.get(name) if name in TASKS else (GymTask if name in gym_names() else None)
-    takes = set(inspect.signature(GymTask if isinstance(cls, type) and issubclass(cls, GymTask) else cls).parameters
-                ) if cls is not None else set()
-    if "think" in takes and "think" not in opts and e.think != "auto":
-        opts["think"] = e.think
-    if "enable_thinking" in takes and "enable_thinking" not in opts and e.enable_thinking is not None:
-        opts["enable_thinking"] = e.enable_thinking
-    return opts
-
-
-def check_thinking_switch(recipe: Recipe, tasks: list) -> None:
-    """enable_thinking against the model's chat template, before anything is written (needs the tokenizer)."""
-    tasks = [t for t in tasks if getattr(getattr(t, "reasoning", None), "enable_thinking", None) is not None]
-    if not tasks:
-        return
-    from prunetune.checkpoint import checkpoint_dir, load_model
-
-    path = checkpoint_dir(recipe.model)
-    if path is not None:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(path)
-    else:
-        tok = load_model(recipe.model)[1]
-    for t in tasks:
-        try:
-            t.reasoning.bind(tok)
-        except UserError as e:
-            own = "enable_thinking" in recipe.evaluation.task_options.get(t.name, {})
-            key = f"evaluation.task_options.{t.name}" if own else "evaluation.enable_thinking"
-            raise UserError(f"{key}: {e}".replace("task option enable_thinking: ", "")) from None
-
-
-def gate_task_name(recipe: Recipe) -> str | None:
-    return recipe.gate.task or (recipe.evaluation.tasks[0] if recipe.evaluation.tasks else None)
 
 
 def validate_recipe(recipe: Recipe, *, for_run: bool = False) -> tuple[ModelShape, list[Step], list[ModelShape]]:

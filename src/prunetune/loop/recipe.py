@@ -302,7 +302,10 @@ class Recipe:
         if low:
             raise UserError(f"export.keeps: {low[0]} is below target.keep={self.target.keep}, where the run stops: "
                             "that member would never be written")
-        total = self.recovery.total_steps
+        total, allocation = self.recovery.total_steps, self.recovery.allocation
+        if total is None and allocation != "damage":  # damage, the default, spends nothing when it is unset
+            raise UserError(f"recovery.allocation: {allocation} needs recovery.total_steps (the run's whole "
+                            "budget to spend), which is not set")
         if total is not None and not self.one_shot and total < self.iterations:
             raise UserError(f"recovery.total_steps={total} is fewer than iterations={self.iterations}: "
                             "some iteration would get no recovery step")

@@ -174,15 +174,24 @@ def _cost_plot(run: dict, others: list[dict], task: str, out: Path, plt) -> str 
     return name
 
 
+WIDTHS = (("hidden", "hidden_size"), ("intermediate", "intermediate_size"), ("kv heads", "num_key_value_heads"),
+          ("layers", "num_hidden_layers"), ("experts", "num_experts"), ("expert width", "moe_intermediate_size"),
+          ("shared width", "shared_expert_intermediate_size"))
+"""The report's width columns: (header, the metrics events' / ModelShape's field)."""
+
+
 def _table(run: dict) -> tuple[list[str], list[list[str]]]:
     tasks = _tasks(run)
-    head = ["iteration", "non-emb params", "kept", "intermediate", "kv heads", "layers", "damage", "steps"] + [
-        f"{t} acc" for t in tasks
-    ] + [f"{t} s/solved" for t in tasks]
     base = run["baseline"]
     dense_n = base["non_embedding_params"]
     shape = base.get("shape", {})
     evals = {m["iteration"]: m for m in run["metrics"] if m.get("event") == "eval"}
+    # every width the run records, each shown where some model of the run has it (experts on MoE runs)
+    widths = [(label, key) for label, key in WIDTHS
+              if any(isinstance(x.get(key), int) and x.get(key) for x in [shape, *evals.values()])]
+    head = ["iteration", "non-emb params", "kept", *[label for label, _ in widths], "damage", "steps"] + [
+        f"{t} acc" for t in tasks
+    ] + [f"{t} s/solved" for t in tasks]
     # the last attempt of each iteration is the one kept (a rollback's cut and recovery come before it)
     damage = {m["iteration"]: m.get("damage") for m in run["metrics"] if m.get("event") == "prune"}
     steps = {m["iteration"]: m.get("steps") for m in run["metrics"] if m.get("event") == "recovery_done"}
@@ -196,9 +205,7 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
             "dense",
             f"{dense_n:,}",
             "100.0%",
-            str(shape.get("intermediate_size", "")),
-            str(shape.get("num_key_value_heads", "")),
-            str(shape.get("num_hidden_layers", "")),
+            *[str(shape.get(key, "")) for _, key in widths],
             "",
             "",
         ]
@@ -213,9 +220,7 @@ def _table(run: dict) -> tuple[list[str], list[list[str]]]:
                 str(r["iteration"]),
                 f"{r['non_embedding_params']:,}",
                 f"{r['non_embedding_params'] / dense_n:.1%}",
-                str(m.get("intermediate_size", "")),
-                str(m.get("num_key_value_heads", "")),
-                str(m.get("num_hidden_layers", "")),
+                *[str(m.get(key, "")) for _, key in widths],
                 "-" if damage.get(r["iteration"]) is None else f"{damage[r['iteration']]:+.3f}",
                 str(steps.get(r["iteration"], "-")),
             ]

@@ -326,14 +326,14 @@ def _move_state_of_old_runs(out: Path) -> None:
                     os.replace(d / name, d / STATE / name)
 
 
+SHAPE_FIELDS = ("hidden_size", "intermediate_size", "num_key_value_heads", "num_attention_heads", "num_hidden_layers",
+                "num_experts", "moe_intermediate_size", "shared_expert_intermediate_size")
+"""Every width a metrics event records (the MoE ones are 0 on dense models), as ModelShape names them."""
+
+
 def shape_fields(model) -> dict:
     s = ModelShape.from_config(model.config)
-    return {
-        "intermediate_size": s.intermediate_size,
-        "num_key_value_heads": s.num_key_value_heads,
-        "num_attention_heads": s.num_attention_heads,
-        "num_hidden_layers": s.num_hidden_layers,
-    }
+    return {name: getattr(s, name) for name in SHAPE_FIELDS}
 
 
 def _as_current(saved, out: Path) -> dict:

@@ -175,10 +175,12 @@ def row(seed: int, shape: str, recovery: str, budget: int, keep: float) -> dict 
     if not summary.is_file() or not (ev / "decode.json").is_file():
         return None
     s = json.loads(summary.read_text())
+    events = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    walls = [e["wall_time"] for e in events if e.get("event") == "eval" and "wall_time" in e]
     kept = s["final"]["non_embedding_params"] / s["baseline"]["non_embedding_params"]
     return {"seed": seed, "arm": shape, "recovery": recovery, "budget": budget, "target_keep": keep,
             "tokens": s["tokens"], "recovery_steps": s["recovery_steps"], "non_embedding_params_kept": kept,
-            "wall_s": s.get("wall_time"), **measured(ev)}
+            "wall_s": max(walls) if walls else s.get("wall_time"), **measured(ev)}  # a resumed run: its last sitting
 
 
 def _mean(xs: list) -> str:

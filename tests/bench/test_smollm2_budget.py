@@ -40,8 +40,10 @@ def test_a_finished_arm_is_a_row_with_every_task(tmp_path, monkeypatch):
     for task in ("nll_gsm", "nll_code", "nll_general"):
         (ev / f"{task}.json").write_text(json.dumps([{"metrics": {"nll": 2.0}}]))
     (ev / "decode.json").write_text(json.dumps({"decode_tokens_per_s": 30.0}))
+    (run / "metrics.jsonl").write_text(json.dumps({"event": "eval", "wall_time": 1234.0}) + "\n")
     r = budget.row(0, "one_shot", "seqkd_distill", 1, 0.5)
     assert r["non_embedding_params_kept"] == 0.5 and r["tokens"] == 61000 and r["chain_sum"] == pytest.approx(0.2)
+    assert r["wall_s"] == 1234.0  # the run's own clock, not the last (resumed) invocation's summary
     assert set(budget.TASKS) <= set(r) and r["arm"] == "one_shot" and r["recovery"] == "seqkd_distill"
     budget.write([r], {"products": 0.7, "by_seed": []}, {"commands": ["x"], "versions": {}, "cpu": "c"}, tmp_path)
     data = json.loads((tmp_path / "smollm2_budget.json").read_text())

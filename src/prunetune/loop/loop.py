@@ -93,15 +93,11 @@ class Loop:
             if resumed:
                 state, model, tok, opt = resumed.state, resumed.model, resumed.tokenizer, resumed.optimizer_state
                 history, last_metrics = resumed.history, resumed.metrics
-                log.info("resuming after iteration %d", state.completed)
                 family.export(rd.out, rd.iteration_dirs()[-1], recipe.export.keeps)  # one a kill interrupted
             else:
                 state, history, opt = LoopState(queue=[s.to_dict() for s in self.steps]), [], None
                 last_metrics = baseline["metrics"]
-            dense_teacher = self._dense_teacher(tok, rd.out)
-            self._records = teaching.run_records(recipe, tok, cache, dense_teacher, progress=self.progress)
-            if recipe.recovery.method not in teaching.TEACHER_METHODS:
-                dense_teacher = None  # it only wrote the solutions
+            dense_teacher = self._teaching(tok, rd.out, cache)
             bar = self._bar(state)
             while state.queue and state.stopped_reason is None:
                 iteration = state.completed + 1
@@ -138,8 +134,7 @@ class Loop:
                 family.export(rd.out, saved, recipe.export.keeps)
                 rd.apply_keep_policy(recipe.keep, gate.best_iteration(recipe, rd.iteration_metrics()))
                 last_metrics = metrics
-                log.info("iteration %d: %s non-embedding params, %s", iteration,
-                         f"{count_params(model)['non_embedding_params']:,}", _fmt_metrics(metrics))
+                _log_accepted(iteration, model, metrics)
                 bar.update(1)
             bar.close()
             return rd.finish(model=recipe.model, one_shot=recipe.one_shot, baseline=baseline, state=state,
@@ -359,6 +354,13 @@ class Loop:
         model_dir = self.rundir.save_for_serving(model, tok) if serve else None
         return evaluate_recipe(self.recipe, model, tok, out_dir, model_dir=model_dir, progress=self.progress)
 
+    def _teaching(self, tok, out: Path, cache):
+        """The dense teacher (None when the method reads none) and, made once per run, the recovery
+        records it writes (teacher solutions) or the prompts on-policy methods sample from."""
+        dense_teacher = self._dense_teacher(tok, out)
+        self._records = teaching.run_records(self.recipe, tok, cache, dense_teacher, progress=self.progress)
+        return dense_teacher if self.recipe.recovery.method in teaching.TEACHER_METHODS else None
+
     def _dense_teacher(self, tok, out: Path):
         """The dense teacher distillation supervises with (teacher-corrected once per run when asked)."""
         r = self.recipe.recovery
@@ -378,6 +380,11 @@ class Loop:
 
         return tqdm(total=state.completed + len(state.queue), initial=state.completed, desc="prune-tune loop",
                     disable=not self.progress or not dist.is_main(), unit="iter")
+
+
+def _log_accepted(iteration: int, model, metrics: dict) -> None:
+    log.info("iteration %d: %s non-embedding params, %s", iteration,
+             f"{count_params(model)['non_embedding_params']:,}", _fmt_metrics(metrics))
 
 
 def _fmt_metrics(metrics: dict) -> str:

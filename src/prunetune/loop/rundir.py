@@ -182,6 +182,7 @@ class RunDir:
         model, tok = load_model(last, dtype)
         opt = _load_optimizer_state(last / OPTIMIZER_FILE) if (last / OPTIMIZER_FILE).is_file() else None
         metrics = read_eval(last)["metrics"]
+        log.info("resuming after iteration %d", state.completed)
         return Resumed(state, model, tok, read_history(last), opt, metrics)
 
     def restore(self, model_name: str, dtype):
